@@ -1,0 +1,42 @@
+# Wafaa: `make run` starts everything, `make test` runs the whole suite. Both set up first:
+# a virtual environment with the pinned packages, then embedded PostgreSQL + pgvector and
+# Valkey (unless DATABASE_URL and REDIS_URL are set).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format venv services services-stop bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+services: venv
+	@$(PY) scripts/devservices.py start
+
+run: services
+	@$(PY) scripts/run.py
+
+test: services
+	@WAFAA_TESTING=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+format: venv
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .
+
+services-stop:
+	@test -x $(PY) && $(PY) scripts/devservices.py stop || true
+
+bench: services
+	@$(PY) bench/run_all.py
+
+clean: services-stop
+	rm -rf .run

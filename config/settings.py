@@ -1,0 +1,368 @@
+"""Wafaa settings: one module, every value from the environment with a safe development default.
+
+Sections, in order: environment helpers, core, apps and tenancy, database, cache and Redis,
+HTTP and security, REST API, Celery, AI providers, channels, knowledge, conversations,
+observability. Every variable read here is listed in `.env.example` and the README.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+# --- environment helpers ---------------------------------------------------------------------
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+def _services_env_file() -> dict[str, str]:
+    """URLs written by scripts/devservices.py, used when the environment does not set them."""
+    path = BASE_DIR / ".run" / "services.env"
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+_DEV_SERVICES = _services_env_file()
+
+# --- core ------------------------------------------------------------------------------------
+
+DEBUG = env_bool("DEBUG", True)
+TESTING = env_bool("WAFAA_TESTING", False)
+if DEBUG:
+    SECRET_KEY = env("SECRET_KEY", "dev-insecure-secret-key-change-me-0123456789abcdefghijklmnop")
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
+else:
+    # Production refuses to start without these: a default here would be a shared secret.
+    SECRET_KEY = os.environ["SECRET_KEY"]
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
+    if not ALLOWED_HOSTS:
+        raise RuntimeError("ALLOWED_HOSTS must be set when DEBUG is off")
+
+ENVIRONMENT = env("ENVIRONMENT", "development" if DEBUG else "production")
+RELEASE = env("RELEASE", "dev")
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- apps and tenancy ------------------------------------------------------------------------
+
+SHARED_APPS = [
+    "django_tenants",
+    "wafaa",
+    "tenants",
+    "channels_app",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "rest_framework",
+    "drf_spectacular",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "knowledge",
+    "conversations",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Client"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+PUBLIC_SCHEMA_NAME = "public"
+# New client schemas run the tenant migrations (~0.3 s each, see docs/performance.md).
+# django-tenants' schema cloning was measured too, but its clone_schema() drops the vector
+# column's dimensions (pgvector typmod), which the HNSW index needs.
+TENANT_DOMAIN_SUFFIX = env("TENANT_DOMAIN_SUFFIX", "clients.wafaa.local")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+if TESTING:
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "wafaa.middleware.RequestContextMiddleware",
+    "wafaa.middleware.PublicSchemaMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database --------------------------------------------------------------------------------
+
+
+def _database_from_url(url: str) -> dict:
+    parsed = urlparse(url)
+    if parsed.scheme not in {"postgres", "postgresql"}:
+        raise RuntimeError(
+            f"DATABASE_URL must be a postgresql:// URL, got scheme {parsed.scheme!r}"
+        )
+    options = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+    return {
+        "ENGINE": "django_tenants.postgresql_backend",
+        "NAME": unquote(parsed.path.lstrip("/")) or "wafaa",
+        "USER": unquote(parsed.username or ""),
+        "PASSWORD": unquote(parsed.password or ""),
+        "HOST": parsed.hostname or "",
+        "PORT": str(parsed.port or ""),
+        # Persistent connections, checked before reuse, sized by the number of processes.
+        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {"connect_timeout": env_int("DB_CONNECT_TIMEOUT", 3), **options},
+    }
+
+
+DATABASE_URL = env("DATABASE_URL") or _DEV_SERVICES.get("DATABASE_URL", "")
+if not DATABASE_URL:
+    raise RuntimeError(
+        "DATABASE_URL is not set and no embedded services run: "
+        "start them with `python scripts/devservices.py start` or set DATABASE_URL"
+    )
+DATABASES = {"default": _database_from_url(DATABASE_URL)}
+# django-tenants wraps this backend: query metrics from django-prometheus, schemas from tenants.
+ORIGINAL_BACKEND = "django_prometheus.db.backends.postgresql"
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+SLOW_QUERY_MS = env_int("SLOW_QUERY_MS", 200)
+
+# --- cache and Redis -------------------------------------------------------------------------
+
+REDIS_URL = env("REDIS_URL") or _DEV_SERVICES.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+if TESTING and not env("REDIS_URL") and REDIS_URL.endswith("/0"):
+    # Tests use their own Redis database, so a `make run` worker never takes a test's task.
+    REDIS_URL = REDIS_URL[:-2] + "/1"
+CACHES = {
+    "default": {
+        "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        # Keys are prefixed with the current client's schema so clients never share entries.
+        "KEY_FUNCTION": "django_tenants.cache.make_key",
+        "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+        "TIMEOUT": 300,
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 2},
+    }
+}
+
+# --- HTTP and security -----------------------------------------------------------------------
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # /health, /ready and /metrics are probed over plain HTTP inside the cluster.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+X_FRAME_OPTIONS = "DENY"
+
+# --- REST API --------------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tenants.authentication.JWTAuthentication",
+        "tenants.authentication.APIKeyAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "wafaa.api.pagination.StandardPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "wafaa.api.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 30)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7)),
+    "SIGNING_KEY": env("JWT_SIGNING_KEY", SECRET_KEY),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "UPDATE_LAST_LOGIN": True,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Wafaa API",
+    "DESCRIPTION": "AI customer-service assistants on WhatsApp and Instagram, per client.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+API_KEY_PREFIX = "wfa"
+
+# --- Celery ----------------------------------------------------------------------------------
+
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# At-least-once: ack after the task ran, give the task back if its worker dies.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150)
+# A task that kills its worker every time is parked as failed after this many deliveries.
+CELERY_MAX_DELIVERIES = env_int("CELERY_MAX_DELIVERIES", 5)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Longer than the longest task (its hard time limit), so a slow task is not run twice.
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300),
+    # kombu restores unacked messages of dead workers; check often so they return within ~30 s.
+    "unacked_restore_limit": 100,
+    "polling_interval": 1,
+    "socket_timeout": 10,
+    "socket_connect_timeout": 3,
+    "socket_keepalive": True,
+    "health_check_interval": 25,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HEARTBEAT_SECONDS = env_int("CELERY_WORKER_HEARTBEAT_SECONDS", 10)
+CELERY_IMPORTS = ["wafaa.diagnostics"]
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "conversations.*": {"queue": "replies"},
+    "channels_app.tasks.message_send_task": {"queue": "replies"},
+    "knowledge.*": {"queue": "ingest"},
+}
+CELERY_WORKER_QUEUES = env_list("CELERY_WORKER_QUEUES", "replies,default,ingest")
+
+# --- AI providers ----------------------------------------------------------------------------
+
+OPENAI_API_KEY = env("OPENAI_API_KEY")
+OPENAI_BASE_URL = env("OPENAI_BASE_URL") or None
+LLM_MODEL = env("LLM_MODEL", "gpt-4o-mini")
+LLM_TIMEOUT = env_float("LLM_TIMEOUT", 20.0)
+LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 3)
+# auto: openai when OPENAI_API_KEY is set, else the local multilingual model.
+EMBEDDING_BACKEND = env("EMBEDDING_BACKEND", "auto")
+EMBEDDING_MODEL = env("EMBEDDING_MODEL", "text-embedding-3-small")
+EMBEDDING_DIMENSIONS = env_int("EMBEDDING_DIMENSIONS", 512)
+EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 128)
+EMBEDDING_TIMEOUT = env_float("EMBEDDING_TIMEOUT", 30.0)
+
+# --- channels --------------------------------------------------------------------------------
+
+# Fernet key(s) for secrets at rest, comma separated (first encrypts, all decrypt).
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
+GRAPH_API_BASE_URL = env("GRAPH_API_BASE_URL", "https://graph.facebook.com")
+GRAPH_API_VERSION = env("GRAPH_API_VERSION", "v23.0")
+GRAPH_API_CONNECT_TIMEOUT = env_float("GRAPH_API_CONNECT_TIMEOUT", 3.05)
+GRAPH_API_READ_TIMEOUT = env_float("GRAPH_API_READ_TIMEOUT", 10.0)
+GRAPH_SEND_MAX_RETRIES = env_int("GRAPH_SEND_MAX_RETRIES", 5)
+WHATSAPP_MESSAGES_PER_SECOND = env_int("WHATSAPP_MESSAGES_PER_SECOND", 80)
+SAME_CUSTOMER_SPACING_MS = env_int("SAME_CUSTOMER_SPACING_MS", 300)
+WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024)
+MEDIA_MAX_BYTES = env_int("MEDIA_MAX_BYTES", 16 * 1024 * 1024)
+CHANNEL_SILENT_AFTER_MINUTES = env_int("CHANNEL_SILENT_AFTER_MINUTES", 24 * 60)
+
+# --- knowledge -------------------------------------------------------------------------------
+
+KNOWLEDGE_CHUNK_TOKENS = env_int("KNOWLEDGE_CHUNK_TOKENS", 400)
+KNOWLEDGE_CHUNK_OVERLAP = env_int("KNOWLEDGE_CHUNK_OVERLAP", 50)
+HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 80)
+
+# --- conversations ---------------------------------------------------------------------------
+
+REPLY_QUIET_PERIOD_SECONDS = env_float("REPLY_QUIET_PERIOD_SECONDS", 2.0)
+CONTEXT_MESSAGES = env_int("CONTEXT_MESSAGES", 12)
+CONTEXT_CACHE_SECONDS = env_int("CONTEXT_CACHE_SECONDS", 3600)
+HANDOFF_IDLE_MINUTES = env_int("HANDOFF_IDLE_MINUTES", 240)
+SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 180)
+MAX_INBOUND_TEXT_CHARS = env_int("MAX_INBOUND_TEXT_CHARS", 4000)
+
+# --- observability ---------------------------------------------------------------------------
+
+LOG_LEVEL = env("LOG_LEVEL", "INFO")
+LOG_FORMAT = env("LOG_FORMAT", "json")  # json | console
+SENTRY_DSN = env("SENTRY_DSN")
+PROMETHEUS_PER_CLIENT_LABELS = env_bool("PROMETHEUS_PER_CLIENT_LABELS", False)
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "wafaa.logging.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "wafaa.logging.JsonFormatter"},
+        "console": {"()": "wafaa.logging.ConsoleFormatter"},
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": LOG_FORMAT if LOG_FORMAT in {"json", "console"} else "json",
+            "filters": ["context"],
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "celery": {"level": "INFO"},
+    },
+}

@@ -1,0 +1,21 @@
+"""URL map: health and metrics, webhooks, the REST API, its schema and docs, and the admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from wafaa import health
+from wafaa.api import views as core_views
+
+urlpatterns = [
+    path("health", health.health_view, name="health"),
+    path("ready", health.ready_view, name="ready"),
+    path("", include("django_prometheus.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/", include("tenants.api.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = core_views.not_found
+handler500 = core_views.server_error

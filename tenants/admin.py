@@ -1,0 +1,126 @@
+"""Django admin for platform staff: clients, memberships, API keys (all in `public`)."""
+
+from django.contrib import admin, messages
+
+from tenants import services
+from tenants.models import APIKey, Client, Domain, Membership
+
+
+class DomainInline(admin.TabularInline):
+    model = Domain
+    extra = 0
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Client)
+class ClientAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "status", "schema_name", "messages_per_day", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["name", "slug", "schema_name"]
+    readonly_fields = ["schema_name", "created_at", "updated_at"]
+    inlines = [DomainInline, MembershipInline]
+    actions = ["suspend", "activate"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "status", "schema_name", "created_at", "updated_at"]}),
+        (
+            "Plan limits",
+            {
+                "fields": [
+                    "api_requests_per_minute",
+                    "messages_per_day",
+                    "max_documents",
+                    "max_upload_bytes",
+                ]
+            },
+        ),
+        (
+            "Bot",
+            {
+                "fields": [
+                    "bot_name",
+                    "persona",
+                    "languages",
+                    "llm_model",
+                    "handoff_keywords",
+                    "confidence_threshold",
+                    "fallback_message",
+                    "unsupported_media",
+                ]
+            },
+        ),
+        ("Notifications", {"fields": ["callback_url"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The slug names the schema and webhook URLs: fixed once the client exists.
+        return [*self.readonly_fields, "slug"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            services.selectors.client_cache_forget(client_id=obj.pk)
+            return
+        fields = {f: form.cleaned_data[f] for f in form.cleaned_data if f not in {"name", "slug"}}
+        created = services.client_create(
+            name=obj.name,
+            slug=obj.slug,
+            **{
+                k: v
+                for k, v in fields.items()
+                if k in services.CLIENT_UPDATABLE_FIELDS | services.STAFF_ONLY_FIELDS
+            },
+        )
+        obj.pk = created.pk
+        obj.schema_name = created.schema_name
+
+    @admin.action(description="Suspend selected clients")
+    def suspend(self, request, queryset):
+        for client in queryset:
+            services.client_set_status(client=client, status=Client.Status.SUSPENDED)
+        messages.success(request, f"{queryset.count()} client(s) suspended.")
+
+    @admin.action(description="Activate selected clients")
+    def activate(self, request, queryset):
+        for client in queryset:
+            services.client_set_status(client=client, status=Client.Status.ACTIVE)
+        messages.success(request, f"{queryset.count()} client(s) activated.")
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "client", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__email", "client__slug", "client__name"]
+    autocomplete_fields = ["user", "client"]
+
+
+@admin.register(APIKey)
+class APIKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "name", "client", "role", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["role"]
+    search_fields = ["prefix", "name", "client__slug"]
+    # The secret is shown once at creation (API); here only its metadata is visible.
+    readonly_fields = [
+        "prefix",
+        "hashed_key",
+        "client",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request, queryset):
+        for key in queryset:
+            services.api_key_revoke(client=key.client, key_id=key.pk)
+        messages.success(request, f"{queryset.count()} key(s) revoked.")

@@ -1,0 +1,23 @@
+"""/api/v1/ routes. Everything client-scoped lives under clients/<client_id>/."""
+
+from django.urls import include, path
+
+from tenants.api import views
+
+client_scoped = [
+    path("members", views.MemberListInviteApi.as_view(), name="member-list"),
+    path("members/<int:member_id>", views.MemberRemoveApi.as_view(), name="member-remove"),
+    path("api-keys", views.APIKeyListCreateApi.as_view(), name="apikey-list"),
+    path("api-keys/<int:key_id>", views.APIKeyRevokeApi.as_view(), name="apikey-revoke"),
+]
+
+urlpatterns = [
+    path("auth/register", views.RegisterApi.as_view(), name="auth-register"),
+    path("auth/login", views.LoginApi.as_view(), name="auth-login"),
+    path("auth/refresh", views.RefreshApi.as_view(), name="auth-refresh"),
+    path("auth/set-password", views.SetPasswordApi.as_view(), name="auth-set-password"),
+    path("auth/me", views.MeApi.as_view(), name="auth-me"),
+    path("clients", views.ClientListCreateApi.as_view(), name="client-list"),
+    path("clients/<int:client_id>", views.ClientDetailApi.as_view(), name="client-detail"),
+    path("clients/<int:client_id>/", include(client_scoped)),
+]

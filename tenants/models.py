@@ -1,0 +1,172 @@
+"""Clients (the tenants), their domains, users' memberships and API keys. All in `public`."""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.db import models
+from django_tenants.models import DomainMixin, TenantMixin
+
+from wafaa.crypto import EncryptedTextField
+from wafaa.models import TimeStampedModel
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?$")
+
+
+def schema_name_for(slug: str) -> str:
+    # Schema names allow no '-'; a prefix keeps client schemas apart from ours (public, template).
+    return "c_" + slug.replace("-", "_")
+
+
+def default_languages() -> list[str]:
+    return ["en", "ar"]
+
+
+def default_handoff_keywords() -> list[str]:
+    return [
+        "human",
+        "agent",
+        "person",
+        "representative",
+        "speak to someone",
+        "موظف",
+        "انسان",
+        "إنسان",
+        "خدمة العملاء",
+        "شخص حقيقي",
+        "humain",
+        "conseiller",
+        "persona",
+        "agente",
+    ]
+
+
+class Client(TenantMixin, TimeStampedModel):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    class UnsupportedMedia(models.TextChoices):
+        REPLY = "reply", "Reply that only text is understood"
+        HANDOFF = "handoff", "Hand over to a person"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=42, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+
+    # Plan limits.
+    api_requests_per_minute = models.PositiveIntegerField(default=120)
+    messages_per_day = models.PositiveIntegerField(default=2000)
+    max_documents = models.PositiveIntegerField(default=200)
+    max_upload_bytes = models.PositiveIntegerField(default=10 * 1024 * 1024)
+
+    # The bot's settings.
+    bot_name = models.CharField(max_length=80, default="Wafaa")
+    persona = models.TextField(
+        blank=True,
+        default="You are a friendly, concise customer-service assistant for this business.",
+    )
+    languages = models.JSONField(default=default_languages, blank=True)
+    llm_model = models.CharField(max_length=100, blank=True, default="")
+    handoff_keywords = models.JSONField(default=default_handoff_keywords, blank=True)
+    confidence_threshold = models.FloatField(default=0.3)
+    fallback_message = models.TextField(
+        blank=True,
+        default="Sorry, I can't answer that right now. A member of our team will get back to you.",
+    )
+    unsupported_media = models.CharField(
+        max_length=16, choices=UnsupportedMedia.choices, default=UnsupportedMedia.REPLY
+    )
+
+    # Notifications to the client's own systems.
+    callback_url = models.URLField(blank=True, default="")
+    callback_secret = EncryptedTextField(blank=True, default="")
+
+    auto_create_schema = True
+    auto_drop_schema = True
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+    def effective_model(self) -> str:
+        return self.llm_model or settings.LLM_MODEL
+
+
+class Domain(DomainMixin):
+    pass
+
+
+class Membership(TimeStampedModel):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        ADMIN = "admin", "Admin"
+        AGENT = "agent", "Agent"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.AGENT)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "client"], name="unique_membership"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.client.slug} ({self.role})"
+
+
+class APIKey(TimeStampedModel):
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    # SHA-256 of the whole key: keys are 256-bit random, so a slow hash adds nothing.
+    hashed_key = models.CharField(max_length=64, unique=True)
+    role = models.CharField(
+        max_length=16, choices=Membership.Role.choices, default=Membership.Role.ADMIN
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class DailyUsage(models.Model):
+    """Per client and day: messages in/out, bot answers, handoffs, tokens (public schema)."""
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="usage")
+    day = models.DateField()
+    messages_in = models.PositiveIntegerField(default=0)
+    messages_out = models.PositiveIntegerField(default=0)
+    bot_answers = models.PositiveIntegerField(default=0)
+    handoffs = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["client", "day"], name="unique_usage_day")]
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} {self.day}"

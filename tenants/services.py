@@ -1,0 +1,231 @@
+"""Writes for clients, users, memberships and API keys."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+from django_tenants.utils import schema_exists
+
+from tenants import selectors
+from tenants.authentication import hash_api_key
+from tenants.models import SLUG_RE, APIKey, Client, Domain, Membership, schema_name_for
+from wafaa.errors import ApplicationError, ConflictError, NotFoundError, PermissionDeniedError
+
+logger = logging.getLogger(__name__)
+User = get_user_model()
+
+CLIENT_UPDATABLE_FIELDS = {
+    "name",
+    "bot_name",
+    "persona",
+    "languages",
+    "llm_model",
+    "handoff_keywords",
+    "confidence_threshold",
+    "fallback_message",
+    "unsupported_media",
+    "callback_url",
+}
+STAFF_ONLY_FIELDS = {
+    "status",
+    "api_requests_per_minute",
+    "messages_per_day",
+    "max_documents",
+    "max_upload_bytes",
+}
+
+
+class ValidationFailedError(ApplicationError):
+    code = "validation_error"
+    status_code = 400
+
+
+def _check_slug(slug: str) -> None:
+    if not SLUG_RE.match(slug):
+        raise ValidationFailedError(
+            "The slug must be 1-42 lowercase letters, digits or '-', not starting or ending "
+            "with '-'.",
+            details={"slug": ["invalid"]},
+        )
+    if Client.objects.filter(slug=slug).exists():
+        raise ValidationFailedError(
+            f"A client with slug '{slug}' already exists. Pick another slug.",
+            details={"slug": ["already exists"]},
+        )
+
+
+def client_create(*, name: str, slug: str, **fields) -> Client:
+    """Create a client and its schema (cloned from the template schema when it exists).
+
+    If any step fails, the client row and its schema are removed: no half-created client.
+    """
+    _check_slug(slug)
+    unknown = set(fields) - CLIENT_UPDATABLE_FIELDS - STAFF_ONLY_FIELDS
+    if unknown:
+        raise ValidationFailedError(f"Unknown client fields: {', '.join(sorted(unknown))}.")
+    client = Client(name=name, slug=slug, schema_name=schema_name_for(slug), **fields)
+    try:
+        with transaction.atomic():
+            client.save()  # creates the schema (django-tenants, auto_create_schema)
+            Domain.objects.create(
+                domain=f"{slug}.{settings.TENANT_DOMAIN_SUFFIX}", tenant=client, is_primary=True
+            )
+    except Exception:
+        logger.exception("client creation failed; rolling back", extra={"slug": slug})
+        if client.pk and schema_exists(client.schema_name):
+            client.delete(force_drop=True)
+        connection.set_schema_to_public()
+        raise
+    connection.set_schema_to_public()
+    logger.info("client created", extra={"client": slug})
+    return client
+
+
+def client_update(*, client: Client, data: dict, by_staff: bool) -> Client:
+    allowed = CLIENT_UPDATABLE_FIELDS | (STAFF_ONLY_FIELDS if by_staff else set())
+    forbidden = set(data) - allowed
+    if forbidden:
+        raise PermissionDeniedError(
+            f"Only platform staff can change: {', '.join(sorted(forbidden))}.",
+            details={field: ["staff only"] for field in forbidden},
+        )
+    for field, value in data.items():
+        setattr(client, field, value)
+    client.save(update_fields=[*data.keys(), "updated_at"])
+    selectors.client_cache_forget(client_id=client.pk)
+    return client
+
+
+def client_set_status(*, client: Client, status: str) -> Client:
+    client.status = status
+    client.save(update_fields=["status", "updated_at"])
+    selectors.client_cache_forget(client_id=client.pk)
+    logger.info("client status changed", extra={"client": client.slug, "status": status})
+    return client
+
+
+def _validate_password(password: str, user=None) -> None:
+    try:
+        validate_password(password, user)
+    except DjangoValidationError as exc:
+        raise ValidationFailedError(
+            " ".join(exc.messages), details={"password": exc.messages}
+        ) from exc
+
+
+def user_create(*, email: str, password: str | None, name: str = "") -> User:
+    if selectors.user_get_by_email(email=email):
+        raise ValidationFailedError(
+            "An account with this email already exists. Log in instead.",
+            details={"email": ["already registered"]},
+        )
+    user = User(username=email.lower(), email=email.lower(), first_name=name[:150])
+    if password:
+        _validate_password(password, user)
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.save()
+    return user
+
+
+def user_register(*, email: str, password: str, name: str, client_name: str, client_slug: str):
+    """A new user and their own new client in one step; they become its owner."""
+    _check_slug(client_slug)
+    with transaction.atomic():
+        user = user_create(email=email, password=password, name=name)
+        client = client_create(name=client_name, slug=client_slug)
+        Membership.objects.create(user=user, client=client, role=Membership.Role.OWNER)
+    return user, client
+
+
+def membership_invite(
+    *, client: Client, email: str, role: str, invited_by
+) -> tuple[Membership, str | None]:
+    """Add a user to a client; a new user gets a one-time token to set a password."""
+    if role not in Membership.Role.values:
+        raise ValidationFailedError(f"Unknown role '{role}'.", details={"role": ["invalid"]})
+    if role == Membership.Role.OWNER and not _is_owner_or_staff(invited_by, client):
+        raise PermissionDeniedError("Only an owner can add another owner.")
+    user = selectors.user_get_by_email(email=email)
+    token = None
+    if user is None:
+        user = user_create(email=email, password=None)
+        token = default_token_generator.make_token(user)
+    if Membership.objects.filter(user=user, client=client).exists():
+        raise ConflictError(f"{email} is already a member of this client.")
+    membership = Membership.objects.create(user=user, client=client, role=role)
+    logger.info("member added", extra={"client": client.slug, "role": role})
+    return membership, token
+
+
+def _is_owner_or_staff(user, client: Client) -> bool:
+    if getattr(user, "is_staff", False):
+        return True
+    if getattr(user, "api_key", None) is not None:
+        return False
+    return Membership.objects.filter(user=user, client=client, role=Membership.Role.OWNER).exists()
+
+
+def membership_remove(*, client: Client, membership_id: int, removed_by) -> None:
+    membership = Membership.objects.filter(client=client, pk=membership_id).first()
+    if membership is None:
+        raise NotFoundError("No such member in this client.")
+    if membership.role == Membership.Role.OWNER:
+        if not _is_owner_or_staff(removed_by, client):
+            raise PermissionDeniedError("Only an owner can remove an owner.")
+        owners = Membership.objects.filter(client=client, role=Membership.Role.OWNER).count()
+        if owners <= 1:
+            raise ConflictError("A client keeps at least one owner. Add another owner first.")
+    membership.delete()
+
+
+def user_set_password(*, email: str, token: str, password: str) -> None:
+    user = selectors.user_get_by_email(email=email)
+    if user is None or not default_token_generator.check_token(user, token):
+        raise ValidationFailedError(
+            "This password token is invalid or has expired. Ask for a new invitation.",
+            details={"token": ["invalid"]},
+        )
+    _validate_password(password, user)
+    user.set_password(password)
+    user.save(update_fields=["password"])
+
+
+def api_key_create(*, client: Client, name: str, role: str, created_by) -> tuple[APIKey, str]:
+    """Create an API key; the raw key is returned once and only its hash is stored."""
+    if role not in Membership.Role.values or role == Membership.Role.OWNER:
+        raise ValidationFailedError(
+            "An API key's role is 'admin' or 'agent'.", details={"role": ["invalid"]}
+        )
+    prefix = secrets.token_hex(4)
+    raw_key = f"{settings.API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    api_key = APIKey.objects.create(
+        client=client,
+        name=name,
+        prefix=prefix,
+        hashed_key=hash_api_key(raw_key),
+        role=role,
+        created_by=created_by if getattr(created_by, "pk", None) else None,
+    )
+    logger.info("api key created", extra={"client": client.slug, "prefix": prefix})
+    return api_key, raw_key
+
+
+def api_key_revoke(*, client: Client, key_id: int) -> APIKey:
+    api_key = APIKey.objects.filter(client=client, pk=key_id).first()
+    if api_key is None:
+        raise NotFoundError("No such API key in this client.")
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at", "updated_at"])
+        logger.info("api key revoked", extra={"client": client.slug, "prefix": api_key.prefix})
+    return api_key

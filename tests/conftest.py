@@ -1,0 +1,211 @@
+"""Test set-up: the real PostgreSQL (pgvector) and Redis started by scripts/devservices.py.
+
+Two client schemas (tenant A and B) are created once per test database and reused (--reuse-db);
+each test runs in a transaction that is rolled back, including what it writes in a client
+schema. Tests that need data committed for another process (a real Celery worker) use the
+`committed_client` fixture, which creates a fresh client and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WAFAA_TESTING", "1")
+# Tests build their own AI clients against the fake OpenAI server; no real key leaks in.
+os.environ["OPENAI_API_KEY"] = ""
+os.environ.setdefault("EMBEDDING_BACKEND", "hashing")
+os.environ.setdefault("REPLY_QUIET_PERIOD_SECONDS", "0")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SLUGS = {"a": "test-a", "b": "test-b"}
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    from tenants.models import Client
+    from tenants.services import client_create
+
+    with django_db_blocker.unblock():
+        for slug in TEST_SLUGS.values():
+            if not Client.objects.filter(slug=slug).exists():
+                client_create(name=f"Test {slug}", slug=slug)
+
+
+@contextmanager
+def inside(client):
+    from django.db import connection
+
+    connection.set_tenant(client)
+    try:
+        yield client
+    finally:
+        connection.set_schema_to_public()
+
+
+@pytest.fixture
+def tenant_a(db):
+    from tenants.models import Client
+
+    return Client.objects.get(slug=TEST_SLUGS["a"])
+
+
+@pytest.fixture
+def tenant_b(db):
+    from tenants.models import Client
+
+    return Client.objects.get(slug=TEST_SLUGS["b"])
+
+
+@pytest.fixture
+def in_tenant_a(tenant_a):
+    with inside(tenant_a):
+        yield tenant_a
+
+
+@pytest.fixture
+def in_tenant_b(tenant_b):
+    with inside(tenant_b):
+        yield tenant_b
+
+
+@pytest.fixture
+def api():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def redis_client():
+    from wafaa.redis import get_redis
+
+    return get_redis()
+
+
+@pytest.fixture
+def committed_client(django_db_blocker):
+    """A client whose rows are really committed (visible to a worker process); dropped after."""
+    from django.db import connection
+
+    from tenants.models import Client
+    from tenants.services import client_create
+
+    with django_db_blocker.unblock():
+        client = client_create(name="Committed", slug=f"it-{uuid.uuid4().hex[:10]}")
+    yield client
+    with django_db_blocker.unblock():
+        connection.set_schema_to_public()
+        Client.objects.get(pk=client.pk).delete(force_drop=True)
+
+
+def _test_database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    return f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def worker_env(django_db_setup):
+    """Environment for processes (workers, gunicorn) that must use the test database."""
+    from django.conf import settings
+
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": _test_database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "PYTHONPATH": str(ROOT),
+            "LOG_LEVEL": "INFO",
+            "CELERY_WORKER_HEARTBEAT_SECONDS": "1",
+        }
+    )
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, env: dict, name: str, log_path: Path):
+        self.env = env
+        self.name = name
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "2",
+                "-Q",
+                "replies,default,ingest",
+                "-n",
+                f"{self.name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def wait_ready(self, redis, timeout: float = 30):
+        from wafaa import heartbeat
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(w.startswith(self.name + "@") for w in heartbeat.live_workers(redis)):
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: see {self.log_path}")
+            time.sleep(0.1)
+        raise RuntimeError(f"worker not ready in {timeout}s: see {self.log_path}")
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 20):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(worker_env, tmp_path_factory, django_db_blocker):
+    """A real Celery worker (separate process) on the test database and the real broker."""
+    from wafaa.redis import get_redis
+
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    worker = WorkerProcess(worker_env, f"test-{uuid.uuid4().hex[:6]}", log_path).start()
+    try:
+        worker.wait_ready(get_redis())
+        yield worker
+    finally:
+        worker.stop()

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class WafaaConfig(AppConfig):
+    name = "wafaa"
+    verbose_name = "Wafaa core"

@@ -1,0 +1,33 @@
+"""Worker heartbeats in Redis, read by /health and the worker-down alert.
+
+Each worker writes its hostname with the current time into one sorted set every few seconds
+(a Celery bootstep, see config.celery); a worker is live when it wrote recently.
+"""
+
+from __future__ import annotations
+
+import time
+
+KEY = "wafaa:workers:heartbeat"
+LIVE_AFTER_SECONDS = 30
+
+
+def beat(client, hostname: str) -> None:
+    now = time.time()
+    pipe = client.pipeline()
+    pipe.zadd(KEY, {hostname: now})
+    # Forget workers that stopped long ago so the set stays small.
+    pipe.zremrangebyscore(KEY, 0, now - 24 * 3600)
+    pipe.execute()
+
+
+def forget(client, hostname: str) -> None:
+    client.zrem(KEY, hostname)
+
+
+def live_workers(client) -> list[str]:
+    now = time.time()
+    return [
+        member.decode() if isinstance(member, bytes) else member
+        for member in client.zrangebyscore(KEY, now - LIVE_AFTER_SECONDS, "+inf")
+    ]

@@ -1,0 +1,76 @@
+"""Wafaa's own Prometheus metrics (django-prometheus covers HTTP, database and cache).
+
+Under gunicorn these are collected in multiprocess mode (PROMETHEUS_MULTIPROC_DIR), so
+/metrics aggregates every worker; Celery workers write to the same directory when set.
+Labels are bounded: no per-client label unless PROMETHEUS_PER_CLIENT_LABELS is on.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+WEBHOOK_EVENTS = Counter(
+    "wafaa_webhook_events_total",
+    "Webhook events by channel and result",
+    [
+        "channel",
+        "result",
+    ],  # accepted, duplicate, bad_signature, unknown_account, malformed, inactive
+)
+MESSAGES = Counter(
+    "wafaa_messages_total",
+    "Messages by channel, direction and status",
+    ["channel", "direction", "status"],
+)
+REPLIES = Counter("wafaa_replies_total", "Reply pipeline outcomes", ["outcome"])
+LLM_CALLS = Counter("wafaa_llm_calls_total", "LLM calls by model and result", ["model", "result"])
+LLM_LATENCY = Histogram(
+    "wafaa_llm_latency_seconds",
+    "LLM call latency",
+    ["model"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30),
+)
+LLM_TOKENS = Counter("wafaa_llm_tokens_total", "LLM tokens by model and kind", ["model", "kind"])
+EMBEDDING_CALLS = Counter(
+    "wafaa_embedding_calls_total", "Embedding calls by backend and result", ["backend", "result"]
+)
+EMBEDDING_LATENCY = Histogram(
+    "wafaa_embedding_latency_seconds",
+    "Embedding call latency",
+    ["backend"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+)
+GRAPH_SENDS = Counter(
+    "wafaa_graph_sends_total",
+    "Graph API sends by channel, result and error code",
+    ["channel", "result", "code"],
+)
+QUEUE_DEPTH = Gauge(
+    "wafaa_queue_depth",
+    "Messages waiting per Celery queue (sampled by beat)",
+    ["queue"],
+    multiprocess_mode="max",
+)
+REPLY_LATENCY = Histogram(
+    "wafaa_reply_latency_seconds",
+    "From inbound message stored to reply handed to the channel",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+)
+TASKS = Counter("wafaa_celery_tasks_total", "Celery tasks by name and state", ["task", "state"])
+TASK_DURATION = Histogram(
+    "wafaa_celery_task_duration_seconds",
+    "Celery task run time",
+    ["task"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+TASKS_PARKED = Counter(
+    "wafaa_celery_tasks_parked_total", "Task messages parked after too many deliveries", ["task"]
+)
+CHANNEL_SILENT = Gauge(
+    "wafaa_channel_accounts_silent",
+    "Active channel accounts with no webhook for too long",
+    multiprocess_mode="max",
+)
+WORKER_HEARTBEAT = Gauge(
+    "wafaa_worker_last_heartbeat_timestamp",
+    "Newest worker heartbeat (sampled by beat)",
+    multiprocess_mode="max",
+)

@@ -1,0 +1,68 @@
+"""Request context and schema hygiene for every HTTP request."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.db import connection
+
+from wafaa import context
+
+logger = logging.getLogger("wafaa.http")
+
+
+class RequestContextMiddleware:
+    """Gives each request a request id and a trace id, echoed as response headers.
+
+    A caller's X-Request-ID / X-Trace-ID (or W3C traceparent) is kept when well formed and
+    replaced when not, so a malformed header never reaches our logs or responses.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = context.clean_id(request.headers.get("X-Request-ID")) or context.new_id()
+        trace_id = (
+            context.clean_id(request.headers.get("X-Trace-ID"))
+            or context.trace_id_from_traceparent(request.headers.get("traceparent"))
+            or request_id
+        )
+        request.request_id = request_id
+        request.trace_id = trace_id
+        started = time.perf_counter()
+        with context.bound(request_id=request_id, trace_id=trace_id):
+            response = self.get_response(request)
+            response["X-Request-ID"] = request_id
+            response["X-Trace-ID"] = trace_id
+            if not request.path.startswith(("/health", "/ready", "/metrics")):
+                logger.info(
+                    "request",
+                    extra={
+                        "method": request.method,
+                        "path": request.path,
+                        "status": response.status_code,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
+        return response
+
+
+class PublicSchemaMiddleware:
+    """Every request starts and ends in the public schema.
+
+    A client schema is entered only by the API's tenant resolution (after authentication) or
+    by a webhook routed to its account; a persistent connection must never carry one client's
+    search_path into the next request.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        connection.set_schema_to_public()
+        try:
+            return self.get_response(request)
+        finally:
+            connection.set_schema_to_public()

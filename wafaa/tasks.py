@@ -1,0 +1,109 @@
+"""WafaaTask: the base class of every Celery task in Wafaa.
+
+On top of tenant-schemas-celery's TenantTask (the task runs in the schema it was sent from):
+- the trace id and request id of the sender travel in the task headers and are bound while
+  the task runs, so log lines and further tasks carry them;
+- a task marked `requires_client = True` refuses to run in the public schema (a client task
+  sent without a client is a bug that must be loud, not a silent write to `public`);
+- deliveries of one task message are counted in Redis; a message delivered more than
+  CELERY_MAX_DELIVERIES times (it keeps killing its worker, so late acks redeliver it) is parked:
+  logged as an error, counted, recorded in `wafaa:tasks:parked`, and not run again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from django.conf import settings
+from django.db import connection
+from tenant_schemas_celery.task import TenantTask
+
+from wafaa import context
+
+logger = logging.getLogger("wafaa.tasks")
+PARKED_KEY = "wafaa:tasks:parked"
+
+
+def _header(request, name: str):
+    headers = getattr(request, "headers", None) or {}
+    if name in headers:
+        return headers[name]
+    return request.get(name)
+
+
+class ClientRequiredError(RuntimeError):
+    pass
+
+
+class WafaaTask(TenantTask):
+    abstract = True
+    requires_client = False
+
+    def apply_async(self, args=None, kwargs=None, **options):
+        headers = dict(options.get("headers") or {})
+        headers.setdefault("trace_id", context.current_trace_id())
+        headers.setdefault("request_id", context.current_request_id())
+        options["headers"] = headers
+        return super().apply_async(args, kwargs, **options)
+
+    def __call__(self, *args, **kwargs):
+        request = self.request
+        trace_id = _header(request, "trace_id") or context.current_trace_id() or context.new_id()
+        request_id = _header(request, "request_id")
+        token = context.task_var.set((self.name, request.id))
+        try:
+            with context.bound(trace_id=trace_id, request_id=request_id):
+                if self.requires_client and connection.schema_name == "public":
+                    raise ClientRequiredError(
+                        f"task {self.name} needs a client schema but was sent from public"
+                    )
+                if not request.is_eager and request.id and self._over_delivery_cap(request):
+                    return None
+                return super().__call__(*args, **kwargs)
+        finally:
+            context.task_var.reset(token)
+
+    def _over_delivery_cap(self, request) -> bool:
+        from wafaa import metrics
+        from wafaa.redis import get_redis
+
+        client = get_redis()
+        # Retries are new messages with the same id: count deliveries per retry number.
+        key = f"wafaa:tasks:deliveries:{request.id}:{request.retries or 0}"
+        try:
+            count = client.incr(key)
+            client.expire(key, 24 * 3600)
+        except Exception:  # Redis trouble must not stop work; the broker is Redis anyway
+            return False
+        if count <= settings.CELERY_MAX_DELIVERIES:
+            return False
+        logger.error(
+            "task parked after too many deliveries",
+            extra={"task": self.name, "deliveries": count, "task_args": repr(request.args)[:200]},
+        )
+        metrics.TASKS_PARKED.labels(task=self.name).inc()
+        client.lpush(
+            PARKED_KEY,
+            json.dumps(
+                {
+                    "task": self.name,
+                    "id": request.id,
+                    "args": request.args,
+                    "schema": connection.schema_name,
+                    "deliveries": count,
+                    "at": time.time(),
+                },
+                default=str,
+            ),
+        )
+        client.ltrim(PARKED_KEY, 0, 999)
+        return True
+
+
+class ClientTask(WafaaTask):
+    """A task that works on one client's data: must run inside that client's schema."""
+
+    abstract = True
+    requires_client = True
