@@ -1,0 +1,10 @@
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DJANGO_SETTINGS_MODULE=config.settings
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+RUN useradd --system --uid 10001 wafaa && mkdir -p /tmp/prometheus && chown wafaa /tmp/prometheus
+USER wafaa
+EXPOSE 8000
+CMD ["gunicorn", "-c", "config/gunicorn.conf.py", "config.wsgi:application"]
