@@ -1,0 +1,226 @@
+"""Instagram Messaging webhooks → `ParsedWebhook`.
+
+Meta's payload is `{"object": "instagram", "entry": [{"id": <IG account id>, "time": <ms>,
+"messaging": [...]}]}`. Events for a conversation another app controls (handover protocol)
+arrive under `standby[]` instead of `messaging[]`; they are parsed the same way and flagged
+`standby=True` so the caller can store them without answering. The dashboard's test button
+and some subscriptions send the same event as `changes: [{"field": "messages", "value": ...}]`,
+which is accepted too.
+
+Each messaging item is one of: `message` (text, attachments, story reply or mention, deleted,
+unsupported; `is_echo` marks copies of what the business itself sent), `reaction`, `postback`
+(a button tap, parsed as an 'interactive' message with its title), `read`, `delivery`,
+`referral`. Echoes, read and delivery receipts and referrals are acknowledged as `ignored`.
+
+`account_external_id` is the entry id (the business's Instagram account id), falling back to the
+recipient id. Timestamps are unix milliseconds. Parsing never raises; see whatsapp.py for why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import (
+    INSTAGRAM,
+    InboundMessage,
+    ParsedWebhook,
+    as_dict,
+    as_list,
+    as_str,
+    parse_unix_timestamp,
+    utc_now,
+)
+
+OBJECT = "instagram"
+
+# Attachment type → our message type. Reels and posts shared into the chat are 'share'.
+ATTACHMENT_TYPES = {
+    "image": "image",
+    "video": "video",
+    "audio": "audio",
+    "file": "document",
+    "story_mention": "story_mention",
+    "share": "share",
+    "ig_reel": "share",
+    "reel": "share",
+    "ig_post": "share",
+    "animated_image": "image",
+}
+
+# Messaging events that carry nothing for us to answer or record.
+IGNORED_EVENTS = ("read", "delivery", "referral", "optin", "message_edit", "standby_receipt")
+
+
+class _SkipError(Exception):
+    """A malformed part; the reason goes to `ParsedWebhook.errors`."""
+
+
+class _IgnoreError(Exception):
+    """An event we understand and skip on purpose; the reason goes to `ParsedWebhook.ignored`."""
+
+
+def parse(payload: Any) -> ParsedWebhook:
+    """Parse one webhook body (already JSON-decoded). Never raises."""
+    result = ParsedWebhook()
+    if not isinstance(payload, dict) or payload.get("object") != OBJECT:
+        result.errors.append("not an instagram payload")
+        return result
+    entries = payload.get("entry")
+    if not isinstance(entries, list):
+        result.errors.append("entry is not a list")
+        return result
+
+    for entry_index, entry in enumerate(entries):
+        where = f"entry[{entry_index}]"
+        if not isinstance(entry, dict):
+            result.errors.append(f"{where}: not an object")
+            continue
+        account_id = as_str(entry.get("id"))
+        for key, standby in (("messaging", False), ("standby", True)):
+            for index, item in enumerate(as_list(entry.get(key))):
+                _collect(item, account_id, standby, f"{where}.{key}[{index}]", result)
+        for index, change in enumerate(as_list(entry.get("changes"))):
+            change_where = f"{where}.changes[{index}]"
+            if not isinstance(change, dict):
+                result.errors.append(f"{change_where}: not an object")
+            elif change.get("field") != "messages":
+                result.ignored.append(f"unknown_field:{change.get('field')}")
+            else:
+                _collect(change.get("value"), account_id, False, change_where, result)
+    return result
+
+
+def _collect(
+    item: Any, account_id: str | None, standby: bool, where: str, result: ParsedWebhook
+) -> None:
+    try:
+        result.messages.append(_parse_item(item, account_id, standby))
+    except _IgnoreError as reason:
+        result.ignored.append(str(reason))
+    except _SkipError as reason:
+        result.errors.append(f"{where}: {reason}")
+    except Exception as exc:  # one odd event must not lose its siblings
+        result.errors.append(f"{where}: unexpected {type(exc).__name__}")
+
+
+def _parse_item(item: Any, entry_account_id: str | None, standby: bool) -> InboundMessage:
+    if not isinstance(item, dict):
+        raise _SkipError("not an object")
+    sender_id = as_str(as_dict(item.get("sender")).get("id"))
+    recipient_id = as_str(as_dict(item.get("recipient")).get("id"))
+    account_id = entry_account_id or recipient_id
+    message = item.get("message")
+
+    # Copies of messages the business sent (from us, or from a human in the Instagram app).
+    if isinstance(message, dict) and message.get("is_echo"):
+        raise _IgnoreError("echo")
+    if account_id and sender_id == account_id:
+        raise _IgnoreError("echo")
+
+    for event in IGNORED_EVENTS:
+        if event in item and "message" not in item:
+            raise _IgnoreError(event)
+
+    if not account_id:
+        raise _SkipError("no account id (entry.id or recipient.id)")
+    if not sender_id:
+        raise _SkipError("missing sender.id")
+
+    # Instagram sends timestamps as unix milliseconds (sometimes as a string in `changes`).
+    timestamp = parse_unix_timestamp(item.get("timestamp"), milliseconds=True) or utc_now()
+    common = {
+        "channel": INSTAGRAM,
+        "account_external_id": account_id,
+        "contact_key": sender_id,
+        "user_id": sender_id,
+        "timestamp": timestamp,
+        "standby": standby,
+        "raw": item,
+    }
+
+    if isinstance(message, dict):
+        return _message(message, common)
+    if isinstance(item.get("reaction"), dict):
+        return _reaction(item["reaction"], sender_id, timestamp, common)
+    if isinstance(item.get("postback"), dict):
+        return _postback(item["postback"], sender_id, timestamp, common)
+    raise _IgnoreError("unknown_event:" + ",".join(sorted(k for k in item if k not in _ENVELOPE)))
+
+
+_ENVELOPE = ("sender", "recipient", "timestamp")
+
+
+def _message(message: dict[str, Any], common: dict[str, Any]) -> InboundMessage:
+    mid = as_str(message.get("mid"))
+    if not mid:
+        raise _SkipError("missing message.mid")
+    text = message.get("text") if isinstance(message.get("text"), str) else ""
+    reply_to = as_dict(message.get("reply_to"))
+    story = as_dict(reply_to.get("story"))
+    quick_reply = as_dict(message.get("quick_reply"))
+    fields: dict[str, Any] = {
+        "text": text,
+        "reply_to_external_id": as_str(reply_to.get("mid")),
+        "payload": as_str(quick_reply.get("payload")),
+    }
+
+    if message.get("is_deleted"):
+        # `mid` is the id of the message the customer unsent: the caller marks that message
+        # deleted rather than storing a new one under the same id.
+        fields.update(type="deleted", text="")
+    elif message.get("is_unsupported"):
+        fields["type"] = "unsupported"
+    elif story:
+        # A reply to the business's story: the text is the customer's, the media is the story.
+        fields.update(type="story_reply", media_url=as_str(story.get("url")))
+    elif attachments := [a for a in as_list(message.get("attachments")) if isinstance(a, dict)]:
+        # Several images may come in one message; the first is described here and all of them
+        # stay in `raw`.
+        first = attachments[0]
+        attachment_payload = as_dict(first.get("payload"))
+        fields.update(
+            type=ATTACHMENT_TYPES.get(str(first.get("type")), "unsupported"),
+            media_url=as_str(attachment_payload.get("url")),
+        )
+        if not text:
+            fields["text"] = attachment_payload.get("title") or ""
+    elif text:
+        fields["type"] = "text"
+    else:
+        fields["type"] = "unsupported"
+
+    return InboundMessage(external_id=mid, **fields, **common)
+
+
+def _reaction(
+    reaction: dict[str, Any], sender_id: str, timestamp: Any, common: dict[str, Any]
+) -> InboundMessage:
+    reacted_mid = as_str(reaction.get("mid"))
+    if not reacted_mid:
+        raise _SkipError("missing reaction.mid")
+    # Instagram reactions have no id of their own (`mid` is the message reacted to), so one is
+    # derived from what Meta sends identically on every redelivery.
+    millis = int(timestamp.timestamp() * 1000)
+    action = as_str(reaction.get("action")) or "react"
+    return InboundMessage(
+        external_id=f"reaction:{reacted_mid}:{sender_id}:{action}:{millis}",
+        type="reaction",
+        text=(reaction.get("emoji") or "") if action == "react" else "",
+        reply_to_external_id=reacted_mid,
+        payload=as_str(reaction.get("reaction")),
+        **common,
+    )
+
+
+def _postback(
+    postback: dict[str, Any], sender_id: str, timestamp: Any, common: dict[str, Any]
+) -> InboundMessage:
+    millis = int(timestamp.timestamp() * 1000)
+    mid = as_str(postback.get("mid")) or f"postback:{sender_id}:{millis}"
+    return InboundMessage(
+        external_id=mid,
+        type="interactive",
+        text=postback.get("title") or "",
+        payload=as_str(postback.get("payload")),
+        **common,
+    )
