@@ -290,6 +290,23 @@ CELERY_TASK_ROUTES = {
     "channels_app.tasks.message_send_task": {"queue": "replies"},
     "knowledge.*": {"queue": "ingest"},
 }
+CELERY_BEAT_SCHEDULE = {
+    "inbound-sweep": {
+        "task": "conversations.tasks.fan_out_to_clients_task",
+        "schedule": env_int("SWEEP_EVERY_SECONDS", 60),
+        "args": ["conversations.tasks.inbound_sweep_task"],
+    },
+    "handoff-expiry": {
+        "task": "conversations.tasks.fan_out_to_clients_task",
+        "schedule": 300,
+        "args": ["conversations.tasks.handoffs_expire_task"],
+    },
+    "channel-silence": {
+        "task": "channels_app.tasks.channel_accounts_check_silent_task",
+        "schedule": 600,
+    },
+    "queue-depth": {"task": "wafaa.queue_depth_sample_task", "schedule": 15},
+}
 CELERY_WORKER_QUEUES = env_list("CELERY_WORKER_QUEUES", "replies,default,ingest")
 
 # --- AI providers ----------------------------------------------------------------------------
@@ -310,6 +327,11 @@ EMBEDDING_TIMEOUT = env_float("EMBEDDING_TIMEOUT", 30.0)
 
 # Fernet key(s) for secrets at rest, comma separated (first encrypts, all decrypt).
 FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
+if not DEBUG and not TESTING and not FIELD_ENCRYPTION_KEYS:
+    raise RuntimeError("FIELD_ENCRYPTION_KEYS must be set when DEBUG is off (Fernet keys)")
+# App-level webhook (/webhook/<channel>/) for one Meta app serving many clients.
+META_APP_SECRET = env("META_APP_SECRET")
+META_APP_VERIFY_TOKEN = env("META_APP_VERIFY_TOKEN")
 GRAPH_API_BASE_URL = env("GRAPH_API_BASE_URL", "https://graph.facebook.com")
 GRAPH_API_VERSION = env("GRAPH_API_VERSION", "v23.0")
 GRAPH_API_CONNECT_TIMEOUT = env_float("GRAPH_API_CONNECT_TIMEOUT", 3.05)

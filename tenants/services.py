@@ -229,3 +229,27 @@ def api_key_revoke(*, client: Client, key_id: int) -> APIKey:
         api_key.save(update_fields=["revoked_at", "updated_at"])
         logger.info("api key revoked", extra={"client": client.slug, "prefix": api_key.prefix})
     return api_key
+
+
+USAGE_COUNTERS = (
+    "messages_in", "messages_out", "bot_answers", "handoffs", "prompt_tokens", "completion_tokens",
+)
+
+
+def usage_add(*, client_id: int, **counts: int) -> None:
+    """Add to today's usage counters of a client (atomic increments, safe under concurrency)."""
+    from django.db.models import F
+
+    from tenants.models import DailyUsage
+
+    unknown = set(counts) - set(USAGE_COUNTERS)
+    if unknown:
+        raise ValueError(f"unknown usage counters: {sorted(unknown)}")
+    counts = {name: value for name, value in counts.items() if value}
+    if not counts:
+        return
+    day = timezone.localdate()
+    DailyUsage.objects.get_or_create(client_id=client_id, day=day)
+    DailyUsage.objects.filter(client_id=client_id, day=day).update(
+        **{name: F(name) + value for name, value in counts.items()}
+    )

@@ -116,8 +116,55 @@ def _test_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def worker_env(django_db_setup):
-    """Environment for processes (workers, gunicorn) that must use the test database."""
+def graph_server():
+    from tests.fakes.graph_api import FakeGraphApi
+
+    server = FakeGraphApi().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def openai_server():
+    from tests.fakes.openai_server import FakeOpenAI
+
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_graph(graph_server, settings):
+    """The fake Graph API, reset, with our sender (in this process) pointed at it."""
+    graph_server.reset()
+    settings.GRAPH_API_BASE_URL = graph_server.url
+    yield graph_server
+    graph_server.reset()
+
+
+@pytest.fixture
+def fake_llm(openai_server):
+    openai_server.reset()
+    yield openai_server
+    openai_server.reset()
+
+
+@pytest.fixture
+def eager_tasks():
+    """Run Celery tasks in this process when sent (for wiring tests of a task)."""
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+    app.conf.task_eager_propagates = False
+
+
+@pytest.fixture(scope="session")
+def worker_env(django_db_setup, graph_server, openai_server):
+    """Environment for processes (workers, gunicorn) that must use the test database and
+    talk to the fake Meta and OpenAI servers."""
     from django.conf import settings
 
     env = dict(os.environ)
@@ -128,6 +175,13 @@ def worker_env(django_db_setup):
             "PYTHONPATH": str(ROOT),
             "LOG_LEVEL": "INFO",
             "CELERY_WORKER_HEARTBEAT_SECONDS": "1",
+            "GRAPH_API_BASE_URL": graph_server.url,
+            "OPENAI_API_KEY": "test-key-for-the-fake-server",
+            "OPENAI_BASE_URL": openai_server.url,
+            "LLM_TIMEOUT": "2",
+            "LLM_MAX_RETRIES": "2",
+            "REPLY_QUIET_PERIOD_SECONDS": "0.6",
+            "SAME_CUSTOMER_SPACING_MS": "0",
         }
     )
     return env

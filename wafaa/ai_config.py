@@ -49,7 +49,8 @@ def get_embedder():
 
 
 @functools.cache
-def get_chat_client():
+def get_chat_client(model: str | None = None):
+    """A chat client for `model` (default LLM_MODEL), cached per model; None when offline."""
     if not llm_enabled():
         logger.warning("OPENAI_API_KEY is not set: replies use the extractive answerer")
         return None
@@ -58,7 +59,7 @@ def get_chat_client():
     return ChatClient(
         api_key=settings.OPENAI_API_KEY,
         base_url=settings.OPENAI_BASE_URL,
-        model=settings.LLM_MODEL,
+        model=model or settings.LLM_MODEL,
         timeout=settings.LLM_TIMEOUT,
         max_retries=0,  # Celery owns retries, so they do not multiply
     )

@@ -16,3 +16,20 @@ def schema_probe_task(key: str) -> str:
     schema = connection.schema_name
     get_redis().set(key, f"{schema}|{context.current_trace_id()}", ex=300)
     return schema
+
+
+@shared_task(name="wafaa.queue_depth_sample_task")
+def queue_depth_sample_task() -> dict:
+    """Sample the length of each Celery queue in Redis into the queue-depth gauge (beat)."""
+    from django.conf import settings
+
+    from wafaa import heartbeat, metrics
+
+    client = get_redis()
+    depths = {queue: client.llen(queue) for queue in settings.CELERY_WORKER_QUEUES}
+    for queue, depth in depths.items():
+        metrics.QUEUE_DEPTH.labels(queue=queue).set(depth)
+    newest = client.zrevrange(heartbeat.KEY, 0, 0, withscores=True)
+    if newest:
+        metrics.WORKER_HEARTBEAT.set(newest[0][1])
+    return depths

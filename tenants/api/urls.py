@@ -9,6 +9,8 @@ client_scoped = [
     path("members/<int:member_id>", views.MemberRemoveApi.as_view(), name="member-remove"),
     path("api-keys", views.APIKeyListCreateApi.as_view(), name="apikey-list"),
     path("api-keys/<int:key_id>", views.APIKeyRevokeApi.as_view(), name="apikey-revoke"),
+    path("", include("channels_app.api.urls")),
+    path("", include("conversations.api.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from channels_app.api import views
+
+urlpatterns = [
+    path("channels", views.ChannelAccountListCreateApi.as_view(), name="channel-list"),
+    path(
+        "channels/<int:channel_id>", views.ChannelAccountDetailApi.as_view(), name="channel-detail"
+    ),
+]

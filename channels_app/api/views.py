@@ -1,0 +1,68 @@
+"""Channel accounts of a client (owner/admin). Thin."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+
+from channels_app import selectors, services
+from channels_app.api import serializers as s
+from tenants.models import Membership
+from wafaa.api.base import ClientScopedAPIView
+
+
+class ChannelAccountListCreateApi(ClientScopedAPIView):
+    required_role = Membership.Role.ADMIN
+
+    @extend_schema(responses={200: s.ChannelAccountOutputSerializer(many=True)})
+    def get(self, request, client_id):
+        return self.paginate(
+            request,
+            selectors.channel_account_list(client=request.client),
+            s.ChannelAccountOutputSerializer,
+        )
+
+    @extend_schema(
+        request=s.ChannelAccountCreateInputSerializer,
+        responses={201: s.ChannelAccountOutputSerializer},
+    )
+    def post(self, request, client_id):
+        data = s.ChannelAccountCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = services.channel_account_create(client=request.client, **data.validated_data)
+        return Response(
+            s.ChannelAccountOutputSerializer(account).data, status=status.HTTP_201_CREATED
+        )
+
+
+class ChannelAccountDetailApi(ClientScopedAPIView):
+    required_role = Membership.Role.ADMIN
+
+    def _account(self, request, channel_id):
+        account = selectors.channel_account_get(client=request.client, account_id=channel_id)
+        if account is None:
+            raise NotFound("No such channel account in this client.")
+        return account
+
+    @extend_schema(responses={200: s.ChannelAccountOutputSerializer})
+    def get(self, request, client_id, channel_id):
+        return Response(s.ChannelAccountOutputSerializer(self._account(request, channel_id)).data)
+
+    @extend_schema(
+        request=s.ChannelAccountUpdateInputSerializer,
+        responses={200: s.ChannelAccountOutputSerializer},
+    )
+    def patch(self, request, client_id, channel_id):
+        data = s.ChannelAccountUpdateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = services.channel_account_update(
+            account=self._account(request, channel_id), data=data.validated_data
+        )
+        return Response(s.ChannelAccountOutputSerializer(account).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, client_id, channel_id):
+        self._account(request, channel_id).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,140 @@
+"""Conversations, contacts and usage endpoints (client-scoped). Thin."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+
+from conversations import handoff, selectors
+from conversations.api import serializers as s
+from wafaa.api.base import ClientScopedAPIView
+
+
+def _actor(request) -> str:
+    api_key = getattr(request.user, "api_key", None)
+    return f"api-key:{api_key.prefix}" if api_key else request.user.email
+
+
+def _conversation_or_404(conversation_id):
+    conversation = selectors.conversation_get(conversation_id=conversation_id)
+    if conversation is None:
+        raise NotFound("No such conversation in this client.")
+    return conversation
+
+
+class ConversationListApi(ClientScopedAPIView):
+    @extend_schema(
+        parameters=[s.ConversationFilterSerializer],
+        responses={200: s.ConversationOutputSerializer(many=True)},
+    )
+    def get(self, request, client_id):
+        filters = s.ConversationFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        queryset = selectors.conversation_list(
+            mode=data.get("mode"),
+            channel=data.get("channel"),
+            contact_id=data.get("contact"),
+            updated_since=data.get("updated_since"),
+        )
+        return self.paginate(request, queryset, s.ConversationOutputSerializer)
+
+
+class ConversationDetailApi(ClientScopedAPIView):
+    @extend_schema(responses={200: s.ConversationDetailOutputSerializer})
+    def get(self, request, client_id, conversation_id):
+        conversation = _conversation_or_404(conversation_id)
+        return Response(s.ConversationDetailOutputSerializer(conversation).data)
+
+
+class ConversationMessageCreateApi(ClientScopedAPIView):
+    """An agent's reply, sent to the customer through the channel."""
+
+    @extend_schema(request=s.AgentReplyInputSerializer, responses={201: s.MessageOutputSerializer})
+    def post(self, request, client_id, conversation_id):
+        data = s.AgentReplyInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        message = handoff.agent_reply(
+            conversation=_conversation_or_404(conversation_id),
+            text=data.validated_data["text"],
+            agent_email=_actor(request),
+        )
+        return Response(s.MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class ConversationHandoffApi(ClientScopedAPIView):
+    @extend_schema(request=None, responses={200: s.ConversationOutputSerializer})
+    def post(self, request, client_id, conversation_id):
+        conversation = handoff.conversation_handoff(
+            conversation=_conversation_or_404(conversation_id),
+            reason="agent_took_over",
+            actor=_actor(request),
+        )
+        return Response(s.ConversationOutputSerializer(conversation).data)
+
+
+class ConversationResumeApi(ClientScopedAPIView):
+    @extend_schema(request=None, responses={200: s.ConversationOutputSerializer})
+    def post(self, request, client_id, conversation_id):
+        conversation = handoff.conversation_resume(
+            conversation=_conversation_or_404(conversation_id), actor=_actor(request)
+        )
+        return Response(s.ConversationOutputSerializer(conversation).data)
+
+
+class ConversationCloseApi(ClientScopedAPIView):
+    @extend_schema(request=None, responses={200: s.ConversationOutputSerializer})
+    def post(self, request, client_id, conversation_id):
+        conversation = handoff.conversation_close(
+            conversation=_conversation_or_404(conversation_id), actor=_actor(request)
+        )
+        return Response(s.ConversationOutputSerializer(conversation).data)
+
+
+class ContactListApi(ClientScopedAPIView):
+    @extend_schema(responses={200: s.ContactOutputSerializer(many=True)})
+    def get(self, request, client_id):
+        queryset = selectors.contact_list(channel=request.query_params.get("channel"))
+        return self.paginate(request, queryset, s.ContactOutputSerializer)
+
+
+class ContactDetailApi(ClientScopedAPIView):
+    @extend_schema(responses={200: s.ContactOutputSerializer})
+    def get(self, request, client_id, contact_id):
+        contact = selectors.contact_get(contact_id=contact_id)
+        if contact is None:
+            raise NotFound("No such contact in this client.")
+        return Response(s.ContactOutputSerializer(contact).data)
+
+
+class UsageApi(ClientScopedAPIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("from", str), OpenApiParameter("to", str)],
+        responses={200: s.UsageOutputSerializer(many=True)},
+    )
+    def get(self, request, client_id):
+        filters = s.UsageFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        end = filters.validated_data.get("to") or timezone.localdate()
+        start = filters.validated_data.get("from") or end - timedelta(days=29)
+        if start > end:
+            raise ValidationError({"from": ["'from' must not be after 'to'."]})
+        rows = selectors.usage_list(client=request.client, start=start, end=end)
+        data = s.UsageOutputSerializer(rows, many=True).data
+        totals = {
+            key: sum(row[key] for row in data)
+            for key in (
+                "messages_in",
+                "messages_out",
+                "bot_answers",
+                "handoffs",
+                "prompt_tokens",
+                "completion_tokens",
+            )
+        }
+        return Response({"from": start, "to": end, "days": data, "totals": totals})

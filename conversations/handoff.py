@@ -1,0 +1,147 @@
+"""Human handoff: when the bot steps aside, agents' replies, and handing back to the bot."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from conversations import notifications, services
+from conversations.models import Conversation, Message
+from wafaa import metrics
+from wafaa.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+
+class ConversationClosedError(ApplicationError):
+    code = "conversation_closed"
+    status_code = 409
+
+
+class WindowClosedError(ApplicationError):
+    code = "window_closed"
+    status_code = 422
+
+
+def _normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).casefold()
+    # Arabic: drop diacritics and unify alef forms so "إنسان" matches "انسان".
+    text = re.sub(r"[\u064B-\u0652\u0640]", "", text)
+    return re.sub("[\u0622\u0623\u0625]", "\u0627", text)  # آ أ إ -> ا
+
+
+def asks_for_person(text: str, keywords: list[str]) -> bool:
+    """Does the customer ask for a person? Whole-word match of the client's keywords."""
+    normalised = _normalise(text)
+    for keyword in keywords or []:
+        pattern = r"(?<!\w)" + re.escape(_normalise(keyword)) + r"(?!\w)"
+        if re.search(pattern, normalised):
+            return True
+    return False
+
+
+def conversation_handoff(
+    *, conversation: Conversation, reason: str, actor: str, notify_data: dict | None = None
+) -> Conversation:
+    if conversation.mode == Conversation.Mode.HANDOFF:
+        return conversation
+    conversation.mode = Conversation.Mode.HANDOFF
+    conversation.handoff_reason = reason[:64]
+    conversation.handoff_at = timezone.now()
+    conversation.low_confidence_streak = 0
+    if "@" in actor:
+        conversation.assigned_agent_email = actor
+    conversation.save(
+        update_fields=[
+            "mode",
+            "handoff_reason",
+            "handoff_at",
+            "low_confidence_streak",
+            "assigned_agent_email",
+            "updated_at",
+        ]
+    )
+    services.event_record(conversation=conversation, kind="handoff", actor=actor, reason=reason)
+    from tenants.services import usage_add
+
+    usage_add(client_id=connection.tenant.pk, handoffs=1)
+    metrics.REPLIES.labels(outcome="handoff_started").inc()
+    logger.info(
+        "conversation handed to a person", extra={"conversation": conversation.pk, "reason": reason}
+    )
+    notifications.notify(
+        conversation=conversation, event="handoff", data={"reason": reason, **(notify_data or {})}
+    )
+    return conversation
+
+
+def conversation_resume(*, conversation: Conversation, actor: str) -> Conversation:
+    if conversation.mode == Conversation.Mode.CLOSED:
+        raise ConversationClosedError(
+            "This conversation is closed; the customer's next message opens a new one."
+        )
+    conversation.mode = Conversation.Mode.BOT
+    conversation.handoff_reason = ""
+    conversation.handoff_at = None
+    conversation.save(update_fields=["mode", "handoff_reason", "handoff_at", "updated_at"])
+    services.event_record(conversation=conversation, kind="resume", actor=actor)
+    return conversation
+
+
+def conversation_close(*, conversation: Conversation, actor: str) -> Conversation:
+    conversation.mode = Conversation.Mode.CLOSED
+    conversation.save(update_fields=["mode", "updated_at"])
+    services.event_record(conversation=conversation, kind="close", actor=actor)
+    return conversation
+
+
+def agent_reply(*, conversation: Conversation, text: str, agent_email: str) -> Message:
+    """A person's reply through the channel. Takes the conversation over from the bot."""
+    from channels_app.tasks import message_send_task
+
+    if conversation.mode == Conversation.Mode.CLOSED:
+        raise ConversationClosedError(
+            "This conversation is closed. Replies go to open conversations only."
+        )
+    if conversation.channel == "whatsapp" and not services.within_customer_window(conversation):
+        raise WindowClosedError(
+            "The customer's last message is more than 24 hours old: WhatsApp only allows "
+            "template messages now. Wait for the customer to write again."
+        )
+    with transaction.atomic():
+        if conversation.mode == Conversation.Mode.BOT:
+            conversation_handoff(
+                conversation=conversation, reason="agent_replied", actor=agent_email
+            )
+        message = services.message_store_outbound(
+            conversation=conversation,
+            author=Message.Author.AGENT,
+            text=text,
+            author_email=agent_email,
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(unread_count=0)
+        services.event_record(
+            conversation=conversation, kind="agent_reply", actor=agent_email, message_id=message.pk
+        )
+        transaction.on_commit(lambda: message_send_task.delay(message.pk))
+    from tenants.services import usage_add
+
+    usage_add(client_id=connection.tenant.pk, messages_out=1)
+    return message
+
+
+def handoffs_expire() -> int:
+    """Hand idle handoff conversations back to the bot (beat, per client)."""
+    threshold = timezone.now() - timedelta(minutes=settings.HANDOFF_IDLE_MINUTES)
+    idle = Conversation.objects.filter(mode=Conversation.Mode.HANDOFF, updated_at__lt=threshold)
+    count = 0
+    for conversation in idle:
+        conversation_resume(conversation=conversation, actor="system")
+        count += 1
+    return count

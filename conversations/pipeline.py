@@ -1,0 +1,352 @@
+"""The reply pipeline: context → retrieve → generate → store → send. Runs in a worker.
+
+`reply_for_inbound(message_id=...)` is called by the thin task `handle_inbound_task` inside the
+message's client schema. It is idempotent and serialised per conversation:
+
+- a lock per conversation (Redis) so two workers never answer the same conversation at once;
+- a burst of customer messages is answered once: each inbound message's task is delayed by the
+  quiet period, and only the task of the newest open message answers (all of them together);
+- the reply is stored and the answered messages are marked in one transaction, and the send
+  task is enqueued on commit, so a re-run task finds nothing open and sends nothing twice;
+- right before storing, the conversation is re-read: if a person took over meanwhile, the
+  draft is kept as `not_sent`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from conversations import handoff, services
+from conversations.models import Conversation, Message
+from wafaa import ai_config, metrics
+from wafaa.ai import answerer
+from wafaa.ai.llm import (
+    LLMEmptyResponseError,
+    LLMError,
+    LLMTransientError,
+    build_grounded_messages,
+    strip_handoff_marker,
+)
+from wafaa.redis import get_redis
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATUSES = (Message.Status.RECEIVED, Message.Status.PROCESSING)
+MAX_REPLY_CHARS = 3000
+_LETTERS = re.compile(r"\w", re.UNICODE)
+
+
+class ReplyRetryableError(Exception):
+    """The LLM failed transiently; Celery retries the task with backoff."""
+
+
+class ConversationBusyError(Exception):
+    """Another worker holds this conversation's lock; retry shortly."""
+
+
+@dataclass
+class Draft:
+    text: str
+    outcome: str  # answered | fallback | handoff | unsupported | extractive
+    citations: list[dict] = field(default_factory=list)
+    model: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: int | None = None
+    handoff_reason: str = ""
+
+
+def _client():
+    return connection.tenant
+
+
+def reply_for_inbound(*, message_id, final_attempt: bool = False) -> str:
+    """Answer the open inbound messages of `message_id`'s conversation, once."""
+    message = Message.objects.filter(pk=message_id).select_related("conversation").first()
+    if message is None:
+        logger.warning("inbound message not found (deleted?)", extra={"message": message_id})
+        return "missing"
+    if message.status not in OPEN_STATUSES:
+        return "already_handled"
+    lock = get_redis().lock(
+        f"wafaa:conversation:{connection.schema_name}:{message.conversation_id}",
+        timeout=settings.CELERY_TASK_TIME_LIMIT,
+        blocking_timeout=5,
+    )
+    if not lock.acquire():
+        raise ConversationBusyError(f"conversation {message.conversation_id} is busy")
+    try:
+        return _reply_locked(message, final_attempt=final_attempt)
+    finally:
+        try:
+            lock.release()
+        except Exception:
+            logger.warning("conversation lock expired before release")
+
+
+def _reply_locked(message: Message, *, final_attempt: bool) -> str:
+    conversation = Conversation.objects.select_related("contact").get(pk=message.conversation_id)
+    pending = list(
+        Message.objects.filter(
+            conversation=conversation, direction=Message.Direction.IN, status__in=OPEN_STATUSES
+        ).order_by("created_at", "pk")
+    )
+    if message.pk not in {m.pk for m in pending}:
+        return "already_handled"
+    if pending[-1].pk != message.pk:
+        return "batched"  # a newer message's task answers the whole burst
+    if conversation.mode != Conversation.Mode.BOT:
+        Message.objects.filter(pk__in=[m.pk for m in pending]).update(
+            status=Message.Status.STORED, updated_at=timezone.now()
+        )
+        return "stored"
+    Message.objects.filter(pk__in=[m.pk for m in pending]).update(
+        status=Message.Status.PROCESSING, updated_at=timezone.now()
+    )
+    started = time.monotonic()
+    client = _client()
+    draft = _draft_for(client, conversation, pending, final_attempt=final_attempt)
+    return _store_and_send(client, conversation, pending, draft, started)
+
+
+def _question_text(pending: list[Message]) -> str:
+    texts = [m.text.strip() for m in pending if m.text and m.text.strip()]
+    return "\n".join(texts)[: settings.MAX_INBOUND_TEXT_CHARS]
+
+
+def _draft_for(
+    client, conversation: Conversation, pending: list[Message], *, final_attempt
+) -> Draft:
+    question = _question_text(pending)
+    language = answerer.detect_language(question) if question else "en"
+
+    if not _within_daily_limit(client):
+        logger.warning(
+            "plan messages-per-day limit reached: fallback and handoff",
+            extra={"client": client.slug},
+        )
+        return Draft(
+            client.fallback_message or answerer.FALLBACK_MESSAGES.get(language, ""),
+            outcome="handoff",
+            handoff_reason="plan_limit",
+        )
+    if not question:
+        # Only media, stickers, locations...: we cannot read them yet.
+        if client.unsupported_media == client.UnsupportedMedia.HANDOFF:
+            return Draft(
+                _handoff_ack(language), outcome="handoff", handoff_reason="unsupported_media"
+            )
+        return Draft(
+            answerer.UNSUPPORTED_MEDIA_MESSAGES.get(
+                language, answerer.UNSUPPORTED_MEDIA_MESSAGES["en"]
+            ),
+            outcome="unsupported",
+        )
+    if handoff.asks_for_person(question, client.handoff_keywords):
+        return Draft(_handoff_ack(language), outcome="handoff", handoff_reason="customer_asked")
+
+    from knowledge.services import retrieve
+
+    chunks = retrieve(question, k=5)
+    best = max((c.similarity or 0.0 for c in chunks), default=0.0)
+    citations = [
+        {
+            "chunk_id": c.chunk_id,
+            "document_id": str(c.document_id),
+            "document": c.document_title,
+            "score": round(c.score, 4),
+            "similarity": None if c.similarity is None else round(c.similarity, 4),
+        }
+        for c in chunks
+    ]
+    meaningful = bool(_LETTERS.search(question))
+    low_confidence = meaningful and best < client.confidence_threshold
+    streak = _confidence_streak(conversation, low_confidence)
+    if low_confidence and streak >= 2:
+        return Draft(
+            _handoff_ack(language),
+            outcome="handoff",
+            citations=citations,
+            handoff_reason="low_confidence",
+        )
+
+    chat = ai_config.get_chat_client(client.effective_model())
+    if chat is None:
+        result = answerer.extractive_answer(
+            question,
+            [
+                {"text": c.text, "metadata": c.metadata, "score": c.similarity or 0.0}
+                for c in chunks
+            ],
+            min_score=client.confidence_threshold,
+        )
+        return Draft(
+            result.text,
+            outcome="answered" if result.confident else "fallback",
+            citations=citations if result.confident else [],
+            model="extractive",
+        )
+
+    messages = build_grounded_messages(
+        persona=client.persona,
+        bot_name=client.bot_name,
+        languages=client.languages or [],
+        context_messages=_context(conversation, exclude=[m.pk for m in pending]),
+        question=question,
+        chunks=[{"text": c.text, "title": c.document_title, "score": c.score} for c in chunks],
+    )
+    model = client.effective_model()
+    try:
+        with metrics.LLM_LATENCY.labels(model=model).time():
+            result = chat.complete(messages)
+    except LLMTransientError as exc:
+        metrics.LLM_CALLS.labels(model=model, result="transient_error").inc()
+        if not final_attempt:
+            raise ReplyRetryableError(str(exc)) from None
+        logger.error("LLM kept failing: fallback and handoff", extra={"error": str(exc)})
+        return Draft(client.fallback_message, outcome="handoff", handoff_reason="llm_unavailable")
+    except (LLMEmptyResponseError, LLMError) as exc:
+        metrics.LLM_CALLS.labels(model=model, result="error").inc()
+        logger.error("LLM failed permanently: fallback and handoff", extra={"error": str(exc)})
+        return Draft(client.fallback_message, outcome="handoff", handoff_reason="llm_error")
+    metrics.LLM_CALLS.labels(model=model, result="ok").inc()
+    metrics.LLM_TOKENS.labels(model=model, kind="prompt").inc(result.prompt_tokens or 0)
+    metrics.LLM_TOKENS.labels(model=model, kind="completion").inc(result.completion_tokens or 0)
+    text, wants_handoff = strip_handoff_marker(result.text)
+    text = text.strip()
+    if not text or len(text) > MAX_REPLY_CHARS:
+        logger.warning("LLM answer empty or over-long: fallback", extra={"length": len(text)})
+        return Draft(
+            client.fallback_message,
+            outcome="handoff",
+            handoff_reason="llm_bad_output",
+            model=result.model,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            latency_ms=result.latency_ms,
+        )
+    return Draft(
+        text,
+        outcome="handoff" if wants_handoff else "answered",
+        citations=citations,
+        model=result.model,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        latency_ms=result.latency_ms,
+        handoff_reason="model_suggested" if wants_handoff else "",
+    )
+
+
+def _handoff_ack(language: str) -> str:
+    return answerer.HANDOFF_MESSAGES.get(language, answerer.HANDOFF_MESSAGES["en"])
+
+
+def _confidence_streak(conversation: Conversation, low: bool) -> int:
+    if low:
+        Conversation.objects.filter(pk=conversation.pk).update(
+            low_confidence_streak=F("low_confidence_streak") + 1
+        )
+        return conversation.low_confidence_streak + 1
+    if conversation.low_confidence_streak:
+        Conversation.objects.filter(pk=conversation.pk).update(low_confidence_streak=0)
+    return 0
+
+
+def _within_daily_limit(client) -> bool:
+    from tenants.models import DailyUsage
+
+    usage = DailyUsage.objects.filter(client_id=client.pk, day=timezone.localdate()).first()
+    return usage is None or usage.messages_out < client.messages_per_day
+
+
+def _context(conversation: Conversation, exclude: list) -> list[dict]:
+    """The last N messages of the conversation, cached in Redis until a message is added."""
+    key = services.context_cache_key(conversation.pk)
+    cached = cache.get(key)
+    if cached is None:
+        rows = (
+            Message.objects.filter(conversation=conversation)
+            .exclude(status__in=[Message.Status.NOT_SENT, Message.Status.FAILED])
+            .order_by("-created_at")
+            .values("id", "author", "text")[: settings.CONTEXT_MESSAGES + 10]
+        )
+        cached = [
+            {
+                "id": r["id"],
+                "role": "user" if r["author"] == Message.Author.CUSTOMER else "assistant",
+                "content": r["text"],
+            }
+            for r in reversed(list(rows))
+            if r["text"]
+        ]
+        cache.set(key, cached, settings.CONTEXT_CACHE_SECONDS)
+    excluded = set(exclude)
+    kept = [m for m in cached if m["id"] not in excluded][-settings.CONTEXT_MESSAGES :]
+    return [{"role": m["role"], "content": m["content"]} for m in kept]
+
+
+def _store_and_send(client, conversation, pending, draft: Draft, started: float) -> str:
+    from channels_app.tasks import message_send_task
+    from tenants.services import usage_add
+
+    with transaction.atomic():
+        current = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        still_bot = current.mode == Conversation.Mode.BOT
+        reply = services.message_store_outbound(
+            conversation=current,
+            author=Message.Author.BOT,
+            text=draft.text,
+            status=Message.Status.QUEUED if still_bot else Message.Status.NOT_SENT,
+            in_reply_to=pending,
+            citations=draft.citations,
+            model=draft.model,
+            prompt_tokens=draft.prompt_tokens,
+            completion_tokens=draft.completion_tokens,
+            latency_ms=int((time.monotonic() - started) * 1000),
+            reply_to_external_id=pending[-1].external_id or "",
+        )
+        Message.objects.filter(pk__in=[m.pk for m in pending]).update(
+            status=Message.Status.ANSWERED if still_bot else Message.Status.STORED,
+            updated_at=timezone.now(),
+        )
+        if not still_bot:
+            logger.info("a person took over while the bot was thinking: draft not sent")
+            metrics.REPLIES.labels(outcome="superseded").inc()
+            return "superseded"
+        if draft.outcome == "handoff":
+            handoff.conversation_handoff(
+                conversation=current,
+                reason=draft.handoff_reason,
+                actor="bot",
+                notify_data={"last_customer_message": pending[-1].text[:500]},
+            )
+        usage_add(
+            client_id=client.pk,
+            messages_out=1,
+            bot_answers=1 if draft.outcome == "answered" else 0,
+            prompt_tokens=draft.prompt_tokens or 0,
+            completion_tokens=draft.completion_tokens or 0,
+        )
+        transaction.on_commit(lambda: message_send_task.delay(reply.pk))
+    metrics.REPLIES.labels(outcome=draft.outcome).inc()
+    first = min(m.created_at for m in pending)
+    metrics.REPLY_LATENCY.observe((timezone.now() - first).total_seconds())
+    logger.info(
+        "reply queued",
+        extra={
+            "outcome": draft.outcome,
+            "reply": str(reply.pk),
+            "answered": len(pending),
+            "chunks": len(draft.citations),
+        },
+    )
+    return draft.outcome

@@ -1,0 +1,260 @@
+"""Writes on contacts, conversations and messages (inside the current client's schema).
+
+The reply pipeline itself lives in conversations.pipeline; handoff and agent actions in
+conversations.handoff. This module records what comes in and what goes out.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from channels_app.providers import InboundMessage, StatusUpdate, status_transition_allowed
+from conversations.models import Contact, Conversation, ConversationEvent, Message
+from wafaa import context, metrics
+from wafaa.api.base import assert_client_schema
+
+logger = logging.getLogger(__name__)
+
+# Inbound types that carry something a reply can be based on.
+TEXT_TYPES = {"text", "interactive", "button", "story_reply"}
+
+
+def context_cache_key(conversation_id: int) -> str:
+    return f"conversation:{conversation_id}:context"
+
+
+def contact_upsert(*, channel: str, inbound: InboundMessage) -> Contact:
+    now = inbound.timestamp or timezone.now()
+    contact = Contact.objects.filter(channel=channel, external_id=inbound.contact_key).first()
+    if contact is None and inbound.wa_id and inbound.user_id:
+        # Meta started sending user_id (2026): an existing contact keyed by wa_id moves over.
+        contact = Contact.objects.filter(channel=channel, external_id=inbound.wa_id).first()
+        if contact is not None:
+            contact.external_id = inbound.user_id
+    if contact is None:
+        try:
+            with transaction.atomic():
+                contact = Contact.objects.create(
+                    channel=channel,
+                    external_id=inbound.contact_key,
+                    wa_id=inbound.wa_id or "",
+                    user_id=inbound.user_id or "",
+                    name=inbound.contact_name or inbound.username or "",
+                    phone=inbound.wa_id or "",
+                    first_seen_at=now,
+                    last_seen_at=now,
+                )
+            return contact
+        except IntegrityError:  # a concurrent webhook created it first
+            contact = Contact.objects.get(channel=channel, external_id=inbound.contact_key)
+    contact.wa_id = inbound.wa_id or contact.wa_id
+    contact.user_id = inbound.user_id or contact.user_id
+    contact.phone = inbound.wa_id or contact.phone
+    contact.name = inbound.contact_name or contact.name
+    contact.last_seen_at = max(filter(None, [contact.last_seen_at, now]))
+    contact.save(
+        update_fields=[
+            "external_id",
+            "wa_id",
+            "user_id",
+            "phone",
+            "name",
+            "last_seen_at",
+            "updated_at",
+        ]
+    )
+    return contact
+
+
+def conversation_for(*, contact: Contact, account_id: int, channel: str) -> Conversation:
+    """The contact's open conversation on this account, or a new one (a closed one stays closed)."""
+    conversation = (
+        Conversation.objects.filter(contact=contact, channel_account_id=account_id)
+        .exclude(mode=Conversation.Mode.CLOSED)
+        .order_by("-created_at")
+        .first()
+    )
+    if conversation is None:
+        conversation = Conversation.objects.create(
+            contact=contact, channel_account_id=account_id, channel=channel
+        )
+    return conversation
+
+
+def message_receive(*, account, inbound: InboundMessage) -> tuple[Message | None, bool]:
+    """Store one inbound message once (unique external id). Returns (message, created).
+
+    A redelivered message returns (existing, False) and nothing else happens. The reply task
+    is enqueued by the caller on commit, only for created messages.
+    """
+    assert_client_schema()
+    if inbound.type == "deleted":
+        return _message_mark_deleted(inbound), False
+    existing = Message.objects.filter(external_id=inbound.external_id).first()
+    if existing is not None:
+        return existing, False
+    contact = contact_upsert(channel=account.kind, inbound=inbound)
+    conversation = conversation_for(contact=contact, account_id=account.pk, channel=account.kind)
+    if inbound.standby:
+        status = Message.Status.STORED  # another app controls this thread: record, never reply
+    elif conversation.mode == Conversation.Mode.BOT:
+        status = Message.Status.RECEIVED
+    else:
+        status = Message.Status.STORED
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                conversation=conversation,
+                direction=Message.Direction.IN,
+                author=Message.Author.CUSTOMER,
+                type=inbound.type,
+                text=inbound.text or "",
+                media_id=inbound.media_id or "",
+                media_url=inbound.media_url or "",
+                media_mime_type=inbound.media_mime_type or "",
+                external_id=inbound.external_id,
+                reply_to_external_id=inbound.reply_to_external_id or "",
+                status=status,
+                trace_id=context.current_trace_id() or "",
+                raw=inbound.raw,
+            )
+    except IntegrityError:  # the same message arrived twice at once
+        return Message.objects.get(external_id=inbound.external_id), False
+    Conversation.objects.filter(pk=conversation.pk).update(
+        last_inbound_at=inbound.timestamp or timezone.now(),
+        unread_count=F("unread_count") + 1,
+        updated_at=timezone.now(),
+    )
+    _context_forget(conversation.pk)
+    from tenants.services import usage_add
+
+    usage_add(client_id=account.client_id, messages_in=1)
+    metrics.MESSAGES.labels(channel=account.kind, direction="in", status="received").inc()
+    if conversation.mode == Conversation.Mode.HANDOFF:
+        from conversations import notifications
+
+        notifications.notify(
+            conversation=conversation,
+            event="customer_message",
+            data={"message_id": message.pk, "type": message.type, "text": message.text},
+        )
+    return message, True
+
+
+def _message_mark_deleted(inbound: InboundMessage) -> Message | None:
+    message = Message.objects.filter(external_id=inbound.external_id).first()
+    if message is not None:
+        # The customer unsent it: keep the record, drop the content.
+        message.text = ""
+        message.raw = {**message.raw, "deleted": True}
+        message.save(update_fields=["text", "raw", "updated_at"])
+        _context_forget(message.conversation_id)
+    return message
+
+
+def message_status_apply(*, update: StatusUpdate) -> Message | None:
+    """Apply a delivery status to our outbound message, never moving backwards."""
+    assert_client_schema()
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update()
+            .filter(external_id=update.external_id, direction=Message.Direction.OUT)
+            .first()
+        )
+        if message is None:
+            # One outbound message split in parts: later parts' ids are kept in raw.
+            message = (
+                Message.objects.select_for_update()
+                .filter(raw__part_ids__contains=[update.external_id])
+                .first()
+            )
+        if message is None or not status_transition_allowed(message.status, update.status):
+            return None
+        status = Message.Status.READ if update.status == "played" else update.status
+        fields = ["status", "updated_at"]
+        message.status = status
+        stamp = update.timestamp or timezone.now()
+        if status == Message.Status.SENT:
+            message.sent_at = message.sent_at or stamp
+            fields.append("sent_at")
+        elif status == Message.Status.DELIVERED:
+            message.delivered_at = stamp
+            fields.append("delivered_at")
+        elif status == Message.Status.READ:
+            message.read_at = stamp
+            fields.append("read_at")
+        elif status == Message.Status.FAILED:
+            error = update.errors[0] if update.errors else {}
+            message.failure_reason = str(error.get("code", "failed"))
+            message.failure_detail = " ".join(
+                str(error.get(k, "")) for k in ("title", "message", "details") if error.get(k)
+            )[:2000]
+            fields += ["failure_reason", "failure_detail"]
+        message.save(update_fields=fields)
+    metrics.MESSAGES.labels(channel=update.channel, direction="out", status=status).inc()
+    if status == Message.Status.FAILED:
+        from conversations import notifications
+
+        notifications.notify(
+            conversation=message.conversation,
+            event="delivery_failed",
+            data={"message_id": message.pk, "reason": message.failure_reason},
+        )
+    return message
+
+
+def message_store_outbound(
+    *,
+    conversation: Conversation,
+    author: str,
+    text: str,
+    status: str = Message.Status.QUEUED,
+    in_reply_to: list[Message] | None = None,
+    author_email: str = "",
+    **fields,
+) -> Message:
+    message = Message.objects.create(
+        conversation=conversation,
+        direction=Message.Direction.OUT,
+        author=author,
+        type="text",
+        text=text,
+        status=status,
+        author_email=author_email,
+        trace_id=context.current_trace_id() or "",
+        **fields,
+    )
+    if in_reply_to:
+        message.in_reply_to.set(in_reply_to)
+    Conversation.objects.filter(pk=conversation.pk).update(
+        last_outbound_at=timezone.now(), updated_at=timezone.now()
+    )
+    _context_forget(conversation.pk)
+    return message
+
+
+def event_record(*, conversation: Conversation, kind: str, actor: str, **detail) -> None:
+    ConversationEvent.objects.create(
+        conversation=conversation, kind=kind, actor=actor, detail=detail
+    )
+
+
+def _context_forget(conversation_id: int) -> None:
+    try:
+        cache.delete(context_cache_key(conversation_id))
+    except Exception:  # a cache outage must not lose a message; the TTL bounds staleness
+        logger.warning("could not invalidate conversation context cache")
+
+
+def within_customer_window(conversation: Conversation, now: datetime | None = None) -> bool:
+    """WhatsApp allows free-form replies for 24 h after the customer's last message."""
+    if conversation.last_inbound_at is None:
+        return False
+    now = now or timezone.now()
+    return (now - conversation.last_inbound_at).total_seconds() < 24 * 3600

@@ -1,0 +1,61 @@
+"""The outbox sweeper: the database is the record, the queue only a trigger.
+
+Inbound messages stored but neither answered nor being processed for longer than
+SWEEP_AFTER_SECONDS (their task was lost, e.g. Redis restarted) are enqueued again. Messages
+stuck in `processing` for far longer than a task can run are re-enqueued too (a worker died
+between marking and answering). Re-enqueueing is safe: the reply task is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from conversations.models import Message
+
+logger = logging.getLogger(__name__)
+
+
+def inbound_sweep() -> int:
+    from conversations.tasks import handle_inbound_task
+
+    now = timezone.now()
+    stale_received = now - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
+    stale_processing = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT * 4)
+    lost = list(
+        Message.objects.filter(
+            direction=Message.Direction.IN,
+            status=Message.Status.RECEIVED,
+            updated_at__lt=stale_received,
+        ).values_list("pk", flat=True)[:500]
+    ) + list(
+        Message.objects.filter(
+            direction=Message.Direction.IN,
+            status=Message.Status.PROCESSING,
+            updated_at__lt=stale_processing,
+        ).values_list("pk", flat=True)[:500]
+    )
+    for message_id in lost:
+        handle_inbound_task.delay(message_id)
+    if lost:
+        # Touch them so the next sweep waits again instead of piling up duplicates.
+        Message.objects.filter(pk__in=lost).update(updated_at=now)
+        logger.warning("sweeper re-enqueued inbound messages", extra={"count": len(lost)})
+    return len(lost)
+
+
+def fan_out(task_name: str) -> int:
+    from config.celery import app
+    from tenants.models import Client
+
+    task = app.tasks[task_name]
+    count = 0
+    for client in Client.objects.filter(status=Client.Status.ACTIVE).only("pk", "schema_name"):
+        with tenant_context(client):
+            task.delay()
+        count += 1
+    return count

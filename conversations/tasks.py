@@ -1,0 +1,61 @@
+"""Conversation tasks: thin, load by id inside the client's schema, call a service."""
+
+from __future__ import annotations
+
+import random
+
+import requests
+from celery import shared_task
+from django.conf import settings
+
+from conversations import handoff, notifications, pipeline, sweeper
+from wafaa.tasks import ClientTask, WafaaTask
+
+
+@shared_task(
+    base=ClientTask, bind=True, name="conversations.tasks.handle_inbound_task", max_retries=None
+)
+def handle_inbound_task(self, message_id):
+    retries = self.request.retries or 0
+    try:
+        return pipeline.reply_for_inbound(
+            message_id=message_id, final_attempt=retries >= settings.LLM_MAX_RETRIES
+        )
+    except pipeline.ReplyRetryableError as exc:
+        countdown = min(60, 2**retries) + random.uniform(0, 1)
+        raise self.retry(exc=exc, countdown=countdown) from None
+    except pipeline.ConversationBusyError as exc:
+        if retries > 30:
+            raise
+        raise self.retry(exc=exc, countdown=1 + random.uniform(0, 1)) from None
+
+
+@shared_task(
+    base=ClientTask,
+    name="conversations.tasks.notification_deliver_task",
+    autoretry_for=(requests.RequestException,),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=8,
+)
+def notification_deliver_task(payload):
+    from django.db import connection
+
+    return notifications.deliver(client=connection.tenant, payload=payload)
+
+
+@shared_task(base=ClientTask, name="conversations.tasks.handoffs_expire_task")
+def handoffs_expire_task():
+    return handoff.handoffs_expire()
+
+
+@shared_task(base=ClientTask, name="conversations.tasks.inbound_sweep_task")
+def inbound_sweep_task():
+    return sweeper.inbound_sweep()
+
+
+@shared_task(base=WafaaTask, name="conversations.tasks.fan_out_to_clients_task")
+def fan_out_to_clients_task(task_name):
+    """Beat sends this once; it enqueues `task_name` inside every active client's schema."""
+    return sweeper.fan_out(task_name)

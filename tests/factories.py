@@ -1,0 +1,88 @@
+"""Factories and helpers shared by the tests of several apps."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import factory
+from factory.django import DjangoModelFactory
+
+from channels_app.models import ChannelAccount
+from channels_app.providers import sign_body
+
+FIXTURES = Path(__file__).parent / "channels" / "fixtures"
+WA_PHONE_ID = "106540352242922"
+WA_PHONE_ID_2 = "106540352242933"
+IG_ACCOUNT_ID = "17841400000000001"
+APP_SECRET = "test-app-secret-0123456789"
+
+
+class ChannelAccountFactory(DjangoModelFactory):
+    class Meta:
+        model = ChannelAccount
+
+    kind = "whatsapp"
+    external_id = WA_PHONE_ID
+    display_phone_number = "15550001111"
+    access_token = factory.Sequence(lambda n: f"EAAtesttoken{n:06d}")
+    app_secret = APP_SECRET
+    verify_token = factory.Sequence(lambda n: f"verify-{n}")
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / f"{name}.json").read_bytes()
+
+
+def fixture_json(name: str) -> dict:
+    return json.loads(fixture_bytes(name))
+
+
+def post_webhook(
+    http, path: str, body: bytes, secret: str = APP_SECRET, signature: str | None = None
+):
+    headers = {"HTTP_X_HUB_SIGNATURE_256": signature or sign_body(body, secret)}
+    return http.post(path, data=body, content_type="application/json", **headers)
+
+
+def wa_text_payload(
+    *,
+    message_id: str,
+    text: str,
+    phone_id: str = WA_PHONE_ID,
+    wa_id: str = "15551234567",
+    name: str = "Test Customer",
+) -> bytes:
+    """A WhatsApp text webhook body as Meta sends it (one message)."""
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550001111",
+                                "phone_number_id": phone_id,
+                            },
+                            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+                            "messages": [
+                                {
+                                    "from": wa_id,
+                                    "id": message_id,
+                                    "timestamp": str(int(time.time())),
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(payload).encode()
