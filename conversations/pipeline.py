@@ -73,7 +73,7 @@ def reply_for_inbound(*, message_id, final_attempt: bool = False) -> str:
     """Answer the open inbound messages of `message_id`'s conversation, once."""
     message = Message.objects.filter(pk=message_id).select_related("conversation").first()
     if message is None:
-        logger.warning("inbound message not found (deleted?)", extra={"message": message_id})
+        logger.warning("inbound message not found (deleted?)", extra={"message_id": message_id})
         return "missing"
     if message.status not in OPEN_STATUSES:
         return "already_handled"
@@ -135,7 +135,7 @@ def _draft_for(
             extra={"client": client.slug},
         )
         return Draft(
-            client.fallback_message or answerer.FALLBACK_MESSAGES.get(language, ""),
+            _fallback(client, language),
             outcome="handoff",
             handoff_reason="plan_limit",
         )
@@ -146,9 +146,7 @@ def _draft_for(
                 _handoff_ack(language), outcome="handoff", handoff_reason="unsupported_media"
             )
         return Draft(
-            answerer.UNSUPPORTED_MEDIA_MESSAGES.get(
-                language, answerer.UNSUPPORTED_MEDIA_MESSAGES["en"]
-            ),
+            answerer.unsupported_media_message(language),
             outcome="unsupported",
         )
     if handoff.asks_for_person(question, client.handoff_keywords):
@@ -213,11 +211,11 @@ def _draft_for(
         if not final_attempt:
             raise ReplyRetryableError(str(exc)) from None
         logger.error("LLM kept failing: fallback and handoff", extra={"error": str(exc)})
-        return Draft(client.fallback_message, outcome="handoff", handoff_reason="llm_unavailable")
+        return Draft(_fallback(client, language), outcome="handoff", handoff_reason="llm_unavailable")
     except (LLMEmptyResponseError, LLMError) as exc:
         metrics.LLM_CALLS.labels(model=model, result="error").inc()
         logger.error("LLM failed permanently: fallback and handoff", extra={"error": str(exc)})
-        return Draft(client.fallback_message, outcome="handoff", handoff_reason="llm_error")
+        return Draft(_fallback(client, language), outcome="handoff", handoff_reason="llm_error")
     metrics.LLM_CALLS.labels(model=model, result="ok").inc()
     metrics.LLM_TOKENS.labels(model=model, kind="prompt").inc(result.prompt_tokens or 0)
     metrics.LLM_TOKENS.labels(model=model, kind="completion").inc(result.completion_tokens or 0)
@@ -226,7 +224,7 @@ def _draft_for(
     if not text or len(text) > MAX_REPLY_CHARS:
         logger.warning("LLM answer empty or over-long: fallback", extra={"length": len(text)})
         return Draft(
-            client.fallback_message,
+            _fallback(client, language),
             outcome="handoff",
             handoff_reason="llm_bad_output",
             model=result.model,
@@ -247,7 +245,11 @@ def _draft_for(
 
 
 def _handoff_ack(language: str) -> str:
-    return answerer.HANDOFF_MESSAGES.get(language, answerer.HANDOFF_MESSAGES["en"])
+    return answerer.handoff_message(language)
+
+
+def _fallback(client, language: str) -> str:
+    return client.fallback_message or answerer.fallback_message(language)
 
 
 def _confidence_streak(conversation: Conversation, low: bool) -> int:

@@ -71,10 +71,8 @@ class Client(TenantMixin, TimeStampedModel):
     llm_model = models.CharField(max_length=100, blank=True, default="")
     handoff_keywords = models.JSONField(default=default_handoff_keywords, blank=True)
     confidence_threshold = models.FloatField(default=0.3)
-    fallback_message = models.TextField(
-        blank=True,
-        default="Sorry, I can't answer that right now. A member of our team will get back to you.",
-    )
+    # Blank: a built-in message in the customer's language (wafaa.ai.answerer).
+    fallback_message = models.TextField(blank=True, default="")
     unsupported_media = models.CharField(
         max_length=16, choices=UnsupportedMedia.choices, default=UnsupportedMedia.REPLY
     )

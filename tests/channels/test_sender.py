@@ -1,0 +1,139 @@
+"""Sending through the Graph API (a fake Meta server on localhost): each error class."""
+
+from __future__ import annotations
+
+import pytest
+
+from channels_app import services
+from channels_app.models import ChannelAccount
+from conversations.models import Contact, Conversation, Message
+from tests.factories import ChannelAccountFactory
+
+
+@pytest.fixture
+def outbound(in_tenant_a, fake_graph, settings):
+    settings.SAME_CUSTOMER_SPACING_MS = 0
+    account = ChannelAccountFactory(client=in_tenant_a)
+    contact = Contact.objects.create(channel="whatsapp", external_id="15551234567", wa_id="15551234567")
+    conversation = Conversation.objects.create(
+        contact=contact, channel_account_id=account.pk, channel="whatsapp"
+    )
+
+    def make(text="Our shop opens at 8am.", **fields):
+        return Message.objects.create(conversation=conversation, direction="out", author="bot",
+                                      text=text, status="queued", **fields)
+
+    make.account = account
+    return make
+
+
+def test_send_records_the_graph_id_and_marks_sent(outbound, fake_graph):
+    message = outbound()
+    assert services.message_send(message_id=message.pk) == "sent"
+    message.refresh_from_db()
+    assert message.status == "sent" and message.external_id.startswith("wamid.")
+    [request] = fake_graph.message_sends()
+    assert request.json["to"] == "15551234567"
+    assert request.json["text"]["body"] == "Our shop opens at 8am."
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    assert headers["authorization"].startswith("Bearer EAAtesttoken")
+
+
+def test_a_sent_message_is_never_sent_again(outbound, fake_graph):
+    message = outbound()
+    services.message_send(message_id=message.pk)
+    services.message_send(message_id=message.pk)
+    assert len(fake_graph.message_sends()) == 1
+
+
+def test_long_text_is_split_and_a_retry_continues_where_it_stopped(outbound, fake_graph):
+    message = outbound(text=("word " * 1000).strip() + "\n\n" + ("more " * 300).strip())
+    fake_graph.fail_next(status=500, code=2, times=1)
+    # First part goes out, then the fake fails once... order: the failure applies to the first request.
+    with pytest.raises(services.SendRetryableError):
+        services.message_send(message_id=message.pk)
+    assert services.message_send(message_id=message.pk) == "sent"
+    message.refresh_from_db()
+    texts = fake_graph.sent_texts()
+    assert len(message.raw["part_ids"]) == 2
+    assert all(len(t) <= 4096 for t in texts)
+    assert len([r for r in fake_graph.message_sends(successful_only=True)]) == 2
+
+
+@pytest.mark.parametrize("status,code", [(429, 130429), (400, 130429), (400, 131056), (500, 2)])
+def test_throttling_and_server_errors_are_retried(outbound, fake_graph, status, code):
+    message = outbound()
+    fake_graph.fail_next(status=status, code=code)
+    with pytest.raises(services.SendRetryableError):
+        services.message_send(message_id=message.pk)
+    message.refresh_from_db()
+    assert message.status == "queued"
+    assert services.message_send(message_id=message.pk) == "sent"
+
+
+def test_a_timeout_is_retried(outbound, fake_graph, settings):
+    settings.GRAPH_API_READ_TIMEOUT = 0.3
+    message = outbound()
+    fake_graph.hang_next(1.0)
+    with pytest.raises(services.SendRetryableError):
+        services.message_send(message_id=message.pk)
+
+
+def test_invalid_token_marks_the_account_and_stops(outbound, fake_graph):
+    message = outbound()
+    fake_graph.fail_next(status=401, code=190)
+    assert services.message_send(message_id=message.pk) == "failed"
+    message.refresh_from_db()
+    assert message.failure_reason == "credentials_invalid"
+    outbound.account.refresh_from_db()
+    assert outbound.account.status == ChannelAccount.Status.CREDENTIALS_INVALID
+    # Later sends do not hammer Meta with a known-bad token.
+    second = outbound()
+    assert services.message_send(message_id=second.pk) == "failed"
+    assert len(fake_graph.message_sends()) == 1
+
+
+def test_outside_the_24_hour_window_fails_without_retry(outbound, fake_graph):
+    message = outbound()
+    fake_graph.fail_next(status=400, code=131047)
+    assert services.message_send(message_id=message.pk) == "failed"
+    message.refresh_from_db()
+    assert message.failure_reason == "window_closed"
+
+
+def test_other_client_errors_fail_without_retry(outbound, fake_graph):
+    message = outbound()
+    fake_graph.fail_next(status=400, code=100)
+    assert services.message_send(message_id=message.pk) == "failed"
+    message.refresh_from_db()
+    assert message.failure_reason == "graph_100"
+
+
+def test_send_task_retries_then_delivers_once(outbound, fake_graph, eager_tasks, settings):
+    from channels_app.tasks import message_send_task
+    from config.celery import app
+
+    app.conf.task_eager_propagates = False  # eager retries re-run in place instead of raising
+    message = outbound()
+    fake_graph.fail_next(status=429, code=130429, times=2)
+    message_send_task.apply(args=(message.pk,), throw=False)
+    message.refresh_from_db()
+    assert message.status == "sent"
+    assert len(fake_graph.message_sends(successful_only=True)) == 1
+
+
+def test_pacing_spaces_messages_to_the_same_customer(in_tenant_a, settings):
+    settings.SAME_CUSTOMER_SPACING_MS = 500
+    account = ChannelAccountFactory(client=in_tenant_a, external_id="5550000001")
+    assert services.pace(account=account, recipient="15550009999") == 0
+    assert services.pace(account=account, recipient="15550009999") > 0.3
+    assert services.pace(account=account, recipient="15550008888") == 0
+
+
+def test_token_bucket_limits_a_number_to_its_rate(in_tenant_a, settings):
+    settings.WHATSAPP_MESSAGES_PER_SECOND = 5
+    settings.SAME_CUSTOMER_SPACING_MS = 0
+    account = ChannelAccountFactory(client=in_tenant_a, external_id="5550000002")
+    waits = [services.pace(account=account, recipient=f"1555000{i:04d}") for i in range(8)]
+    assert waits[:5] == [0, 0, 0, 0, 0]
+    assert all(w > 0 for w in waits[5:])
