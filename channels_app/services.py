@@ -22,7 +22,7 @@ from django_tenants.utils import tenant_context
 
 from channels_app import graph, providers, selectors
 from channels_app.models import ChannelAccount
-from wafaa import metrics
+from wafaa import context, metrics
 from wafaa.errors import ApplicationError, NotFoundError, PayloadTooLargeError
 from wafaa.redis import get_redis
 
@@ -171,19 +171,23 @@ def _store_for_account(account: ChannelAccount, parsed, result: WebhookResult) -
     from conversations import services as conversation_services
     from conversations.tasks import handle_inbound_task
 
+    request_trace = context.current_trace_id()
+    single = len(parsed.messages) == 1
     with tenant_context(account.client), transaction.atomic():
         for inbound in parsed.messages:
-            message, created = conversation_services.message_receive(
-                account=account, inbound=inbound
-            )
+            # A trace per inbound message: it follows the message into every task it causes.
+            # A lone message keeps the request's trace id, so a caller's X-Trace-ID carries on.
+            trace_id = request_trace if single and request_trace else context.new_id()
+            with context.bound(trace_id=trace_id):
+                message, created = conversation_services.message_receive(
+                    account=account, inbound=inbound
+                )
             if created:
                 result.accepted += 1
                 metrics.WEBHOOK_EVENTS.labels(channel=account.kind, result="accepted").inc()
                 if message.status == message.Status.RECEIVED:
-                    message_id = message.pk
-                    # Sent after commit, inside this client's schema (the task header carries it).
                     transaction.on_commit(
-                        _enqueue_reply(account.client, handle_inbound_task, message_id)
+                        _enqueue_reply(account.client, handle_inbound_task, message.pk, trace_id)
                     )
             else:
                 result.duplicates += 1
@@ -193,11 +197,11 @@ def _store_for_account(account: ChannelAccount, parsed, result: WebhookResult) -
             result.statuses += 1
 
 
-def _enqueue_reply(client, task, message_id):
+def _enqueue_reply(client, task, message_id, trace_id):
     # Delayed by the quiet period: a burst of customer messages is answered once, by the
     # task of the newest message (see conversations.pipeline).
     def send():
-        with tenant_context(client):
+        with tenant_context(client), context.bound(trace_id=trace_id):
             task.apply_async((message_id,), countdown=settings.REPLY_QUIET_PERIOD_SECONDS or None)
 
     return send
@@ -341,7 +345,7 @@ def _send_parts(message, account: ChannelAccount) -> str:
         status=Message.Status.SENT, sent_at=timezone.now(), updated_at=timezone.now()
     )
     metrics.MESSAGES.labels(channel=account.kind, direction="out", status="sent").inc()
-    logger.info("message sent", extra={"message": str(message.pk), "parts": len(parts)})
+    logger.info("message sent", extra={"message_id": str(message.pk), "parts": len(parts)})
     return Message.Status.SENT
 
 
@@ -379,7 +383,7 @@ def _send_failed(message, reason: str, detail: str) -> str:
         failure_detail=detail[:2000],
         updated_at=timezone.now(),
     )
-    logger.warning("message not sent", extra={"message": str(message.pk), "reason": reason})
+    logger.warning("message not sent", extra={"message_id": str(message.pk), "reason": reason})
     notifications.notify(
         conversation=message.conversation,
         event="delivery_failed",

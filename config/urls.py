@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from wafaa import health
+from wafaa import client_admin, health
 from wafaa.api import views as core_views
 
 urlpatterns = [
@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("tenants.api.urls")),
     path("", include("channels_app.urls")),
+    path("admin/client-data/", client_admin.site.urls),
     path("admin/", admin.site.urls),
 ]
 

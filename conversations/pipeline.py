@@ -69,7 +69,7 @@ def _client():
     return connection.tenant
 
 
-def reply_for_inbound(*, message_id, final_attempt: bool = False) -> str:
+def reply_for_inbound(*, message_id, final_attempt: bool = False, send: bool = True) -> str:
     """Answer the open inbound messages of `message_id`'s conversation, once."""
     message = Message.objects.filter(pk=message_id).select_related("conversation").first()
     if message is None:
@@ -85,7 +85,7 @@ def reply_for_inbound(*, message_id, final_attempt: bool = False) -> str:
     if not lock.acquire():
         raise ConversationBusyError(f"conversation {message.conversation_id} is busy")
     try:
-        return _reply_locked(message, final_attempt=final_attempt)
+        return _reply_locked(message, final_attempt=final_attempt, send=send)
     finally:
         try:
             lock.release()
@@ -93,7 +93,7 @@ def reply_for_inbound(*, message_id, final_attempt: bool = False) -> str:
             logger.warning("conversation lock expired before release")
 
 
-def _reply_locked(message: Message, *, final_attempt: bool) -> str:
+def _reply_locked(message: Message, *, final_attempt: bool, send: bool) -> str:
     conversation = Conversation.objects.select_related("contact").get(pk=message.conversation_id)
     pending = list(
         Message.objects.filter(
@@ -115,7 +115,7 @@ def _reply_locked(message: Message, *, final_attempt: bool) -> str:
     started = time.monotonic()
     client = _client()
     draft = _draft_for(client, conversation, pending, final_attempt=final_attempt)
-    return _store_and_send(client, conversation, pending, draft, started)
+    return _store_and_send(client, conversation, pending, draft, started, send=send)
 
 
 def _question_text(pending: list[Message]) -> str:
@@ -296,7 +296,7 @@ def _context(conversation: Conversation, exclude: list) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in kept]
 
 
-def _store_and_send(client, conversation, pending, draft: Draft, started: float) -> str:
+def _store_and_send(client, conversation, pending, draft: Draft, started: float, *, send=True) -> str:
     from channels_app.tasks import message_send_task
     from tenants.services import usage_add
 
@@ -338,7 +338,8 @@ def _store_and_send(client, conversation, pending, draft: Draft, started: float)
             prompt_tokens=draft.prompt_tokens or 0,
             completion_tokens=draft.completion_tokens or 0,
         )
-        transaction.on_commit(lambda: message_send_task.delay(reply.pk))
+        if send:
+            transaction.on_commit(lambda: message_send_task.delay(reply.pk))
     metrics.REPLIES.labels(outcome=draft.outcome).inc()
     first = min(m.created_at for m in pending)
     metrics.REPLY_LATENCY.observe((timezone.now() - first).total_seconds())

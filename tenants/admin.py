@@ -1,9 +1,11 @@
 """Django admin for platform staff: clients, memberships, API keys (all in `public`)."""
 
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
 from tenants import services
-from tenants.models import APIKey, Client, Domain, Membership
+from tenants.models import APIKey, Client, DailyUsage, Domain, Membership
 
 
 class DomainInline(admin.TabularInline):
@@ -17,13 +19,28 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class UsageInline(admin.TabularInline):
+    model = DailyUsage
+    extra = 0
+    can_delete = False
+    max_num = 0
+    fields = ["day", "messages_in", "messages_out", "bot_answers", "handoffs", "prompt_tokens",
+              "completion_tokens"]
+    readonly_fields = fields
+    ordering = ["-day"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("-day")
+
+
 @admin.register(Client)
 class ClientAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "status", "schema_name", "messages_per_day", "created_at"]
+    list_display = ["name", "slug", "status", "schema_name", "messages_per_day", "created_at",
+                    "data_link"]
     list_filter = ["status"]
     search_fields = ["name", "slug", "schema_name"]
     readonly_fields = ["schema_name", "created_at", "updated_at"]
-    inlines = [DomainInline, MembershipInline]
+    inlines = [DomainInline, MembershipInline, UsageInline]
     actions = ["suspend", "activate"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "status", "schema_name", "created_at", "updated_at"]}),
@@ -55,6 +72,11 @@ class ClientAdmin(admin.ModelAdmin):
         ),
         ("Notifications", {"fields": ["callback_url"]}),
     ]
+
+    @admin.display(description="Data")
+    def data_link(self, obj):
+        url = reverse("client_admin:open_client", args=[obj.pk])
+        return format_html('<a href="{}">Open this client\'s data</a>', url)
 
     def get_readonly_fields(self, request, obj=None):
         # The slug names the schema and webhook URLs: fixed once the client exists.
