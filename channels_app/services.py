@@ -162,6 +162,8 @@ def _payload_account_ids(kind: str, payload) -> list[str]:
 def _account_seen(account: ChannelAccount) -> None:
     # At most one write a minute per account: a busy number must not write on every webhook.
     now = timezone.now()
+    if account.last_seen_at and (now - account.last_seen_at).total_seconds() < 60:
+        return
     ChannelAccount.objects.filter(pk=account.pk).filter(
         Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=now - timedelta(seconds=60))
     ).update(last_seen_at=now, silent_flagged_at=None)
@@ -202,7 +204,17 @@ def _enqueue_reply(client, task, message_id, trace_id):
     # task of the newest message (see conversations.pipeline).
     def send():
         with tenant_context(client), context.bound(trace_id=trace_id):
-            task.apply_async((message_id,), countdown=settings.REPLY_QUIET_PERIOD_SECONDS or None)
+            try:
+                task.apply_async(
+                    (message_id,), countdown=settings.REPLY_QUIET_PERIOD_SECONDS or None
+                )
+            except Exception:
+                # The message is committed; the sweeper enqueues it again. Meta still gets
+                # its 200, so it does not redeliver what we already hold.
+                logger.exception(
+                    "could not enqueue the reply task; the sweeper will retry it",
+                    extra={"message_id": str(message_id)},
+                )
 
     return send
 

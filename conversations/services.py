@@ -35,8 +35,6 @@ def contact_upsert(*, channel: str, inbound: InboundMessage) -> Contact:
     if contact is None and inbound.wa_id and inbound.user_id:
         # Meta started sending user_id (2026): an existing contact keyed by wa_id moves over.
         contact = Contact.objects.filter(channel=channel, external_id=inbound.wa_id).first()
-        if contact is not None:
-            contact.external_id = inbound.user_id
     if contact is None:
         try:
             with transaction.atomic():
@@ -53,22 +51,22 @@ def contact_upsert(*, channel: str, inbound: InboundMessage) -> Contact:
             return contact
         except IntegrityError:  # a concurrent webhook created it first
             contact = Contact.objects.get(channel=channel, external_id=inbound.contact_key)
-    contact.wa_id = inbound.wa_id or contact.wa_id
-    contact.user_id = inbound.user_id or contact.user_id
-    contact.phone = inbound.wa_id or contact.phone
-    contact.name = inbound.contact_name or contact.name
-    contact.last_seen_at = max(filter(None, [contact.last_seen_at, now]))
-    contact.save(
-        update_fields=[
-            "external_id",
-            "wa_id",
-            "user_id",
-            "phone",
-            "name",
-            "last_seen_at",
-            "updated_at",
-        ]
-    )
+    changes = {
+        "external_id": inbound.contact_key,
+        "wa_id": inbound.wa_id or contact.wa_id,
+        "user_id": inbound.user_id or contact.user_id,
+        "phone": inbound.wa_id or contact.phone,
+        "name": inbound.contact_name or contact.name,
+    }
+    changed = [name for name, value in changes.items() if value != getattr(contact, name)]
+    # last_seen_at is written at most once a minute: a chatty customer must not cost a write
+    # per message on the webhook's hot path.
+    stale = contact.last_seen_at is None or (now - contact.last_seen_at).total_seconds() > 60
+    if changed or stale:
+        for name, value in changes.items():
+            setattr(contact, name, value)
+        contact.last_seen_at = max(filter(None, [contact.last_seen_at, now]))
+        contact.save(update_fields=[*changed, "last_seen_at", "updated_at"])
     return contact
 
 

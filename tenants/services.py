@@ -232,7 +232,12 @@ def api_key_revoke(*, client: Client, key_id: int) -> APIKey:
 
 
 USAGE_COUNTERS = (
-    "messages_in", "messages_out", "bot_answers", "handoffs", "prompt_tokens", "completion_tokens",
+    "messages_in",
+    "messages_out",
+    "bot_answers",
+    "handoffs",
+    "prompt_tokens",
+    "completion_tokens",
 )
 
 
@@ -249,7 +254,8 @@ def usage_add(*, client_id: int, **counts: int) -> None:
     if not counts:
         return
     day = timezone.localdate()
-    DailyUsage.objects.get_or_create(client_id=client_id, day=day)
-    DailyUsage.objects.filter(client_id=client_id, day=day).update(
-        **{name: F(name) + value for name, value in counts.items()}
-    )
+    increments = {name: F(name) + value for name, value in counts.items()}
+    # One UPDATE in the common case; the day's row is created on its first count.
+    if not DailyUsage.objects.filter(client_id=client_id, day=day).update(**increments):
+        DailyUsage.objects.get_or_create(client_id=client_id, day=day)
+        DailyUsage.objects.filter(client_id=client_id, day=day).update(**increments)
