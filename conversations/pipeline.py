@@ -211,7 +211,9 @@ def _draft_for(
         if not final_attempt:
             raise ReplyRetryableError(str(exc)) from None
         logger.error("LLM kept failing: fallback and handoff", extra={"error": str(exc)})
-        return Draft(_fallback(client, language), outcome="handoff", handoff_reason="llm_unavailable")
+        return Draft(
+            _fallback(client, language), outcome="handoff", handoff_reason="llm_unavailable"
+        )
     except (LLMEmptyResponseError, LLMError) as exc:
         metrics.LLM_CALLS.labels(model=model, result="error").inc()
         logger.error("LLM failed permanently: fallback and handoff", extra={"error": str(exc)})
@@ -296,7 +298,9 @@ def _context(conversation: Conversation, exclude: list) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in kept]
 
 
-def _store_and_send(client, conversation, pending, draft: Draft, started: float, *, send=True) -> str:
+def _store_and_send(
+    client, conversation, pending, draft: Draft, started: float, *, send=True
+) -> str:
     from channels_app.tasks import message_send_task
     from tenants.services import usage_add
 

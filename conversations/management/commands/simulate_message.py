@@ -24,16 +24,38 @@ from conversations.models import Message
 from tenants.models import Client
 
 
-def webhook_body(*, phone_number_id: str, wa_id: str, name: str, message_id: str, text: str) -> bytes:
+def webhook_body(
+    *, phone_number_id: str, wa_id: str, name: str, message_id: str, text: str
+) -> bytes:
     payload = {
         "object": "whatsapp_business_account",
-        "entry": [{"id": "0", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "", "phone_number_id": phone_number_id},
-            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
-            "messages": [{"from": wa_id, "id": message_id, "timestamp": str(int(time.time())),
-                          "type": "text", "text": {"body": text}}],
-        }}]}],
+        "entry": [
+            {
+                "id": "0",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "",
+                                "phone_number_id": phone_number_id,
+                            },
+                            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+                            "messages": [
+                                {
+                                    "from": wa_id,
+                                    "id": message_id,
+                                    "timestamp": str(int(time.time())),
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
     }
     return json.dumps(payload).encode()
 
@@ -55,18 +77,31 @@ class Command(BaseCommand):
             raise CommandError(f"No client with slug {options['client']!r}.")
         account = ChannelAccount.objects.filter(client=client, kind="whatsapp").first()
         if account is None:
-            raise CommandError(f"Client {client.slug!r} has no WhatsApp account: connect one first.")
+            raise CommandError(
+                f"Client {client.slug!r} has no WhatsApp account: connect one first."
+            )
         message_id = f"wamid.SIM{uuid.uuid4().hex}"
         if options["sync"]:
             self._run_sync(client, account, options, message_id)
         else:
-            body = webhook_body(phone_number_id=account.external_id, wa_id=options["wa_id"],
-                                name="Simulated customer", message_id=message_id, text=options["text"])
+            body = webhook_body(
+                phone_number_id=account.external_id,
+                wa_id=options["wa_id"],
+                name="Simulated customer",
+                message_id=message_id,
+                text=options["text"],
+            )
             url = f"{options['url'].rstrip('/')}/webhook/whatsapp/{client.slug}/"
             try:
-                response = requests.post(url, data=body, timeout=10, headers={
-                    "Content-Type": "application/json",
-                    "X-Hub-Signature-256": sign_body(body, account.app_secret)})
+                response = requests.post(
+                    url,
+                    data=body,
+                    timeout=10,
+                    headers={
+                        "Content-Type": "application/json",
+                        "X-Hub-Signature-256": sign_body(body, account.app_secret),
+                    },
+                )
             except requests.RequestException as exc:
                 raise CommandError(f"Could not reach {url}: {exc}. Is `make run` running?") from exc
             if response.status_code != 200:
@@ -78,9 +113,17 @@ class Command(BaseCommand):
         from channels_app.providers import whatsapp
         from conversations import pipeline, services
 
-        [inbound] = whatsapp.parse(json.loads(webhook_body(
-            phone_number_id=account.external_id, wa_id=options["wa_id"], name="Simulated customer",
-            message_id=message_id, text=options["text"]))).messages
+        [inbound] = whatsapp.parse(
+            json.loads(
+                webhook_body(
+                    phone_number_id=account.external_id,
+                    wa_id=options["wa_id"],
+                    name="Simulated customer",
+                    message_id=message_id,
+                    text=options["text"],
+                )
+            )
+        ).messages
         with tenant_context(client):
             message, _ = services.message_receive(account=account, inbound=inbound)
             outcome = pipeline.reply_for_inbound(message_id=message.pk, send=False)
@@ -95,7 +138,9 @@ class Command(BaseCommand):
                 if reply is not None:
                     break
                 if inbound is not None and inbound.status == Message.Status.STORED:
-                    self.stdout.write("stored: the conversation is with a person (handoff), the bot stays silent")
+                    self.stdout.write(
+                        "stored: the conversation is with a person (handoff), the bot stays silent"
+                    )
                     return
                 time.sleep(0.2)
             else:
@@ -107,5 +152,7 @@ class Command(BaseCommand):
                     f"score={citation['score']} similarity={citation['similarity']}"
                 )
             if reply.conversation.mode != "bot":
-                self.stdout.write(f"conversation is now in {reply.conversation.mode} "
-                                  f"({reply.conversation.handoff_reason})")
+                self.stdout.write(
+                    f"conversation is now in {reply.conversation.mode} "
+                    f"({reply.conversation.handoff_reason})"
+                )
