@@ -259,3 +259,12 @@ def usage_add(*, client_id: int, **counts: int) -> None:
     if not DailyUsage.objects.filter(client_id=client_id, day=day).update(**increments):
         DailyUsage.objects.get_or_create(client_id=client_id, day=day)
         DailyUsage.objects.filter(client_id=client_id, day=day).update(**increments)
+
+
+def callback_secret_rotate(*, client: Client) -> str:
+    """A new HMAC secret for the client's event callbacks; the old one stops working."""
+    client = Client.objects.get(pk=client.pk)
+    client.callback_secret = secrets.token_urlsafe(32)
+    client.save(update_fields=["callback_secret", "updated_at"])
+    selectors.client_cache_forget(client_id=client.pk)
+    return client.callback_secret

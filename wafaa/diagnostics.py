@@ -33,3 +33,9 @@ def queue_depth_sample_task() -> dict:
     if newest:
         metrics.WORKER_HEARTBEAT.set(newest[0][1])
     return depths
+
+
+@shared_task(name="wafaa.noop_task")
+def noop_task(counter_key: str) -> None:
+    """Does nothing but count itself: the baseline for task throughput (bench/pipeline.py)."""
+    get_redis().incr(counter_key)

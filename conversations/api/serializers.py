@@ -119,3 +119,10 @@ class UsageOutputSerializer(serializers.ModelSerializer):
             "prompt_tokens",
             "completion_tokens",
         ]
+
+
+class CallbackSecretOutputSerializer(serializers.Serializer):
+    callback_url = serializers.URLField()
+    callback_secret = serializers.CharField(
+        help_text="Shown once; verify X-Wafaa-Signature with it."
+    )

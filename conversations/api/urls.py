@@ -32,4 +32,5 @@ urlpatterns = [
     path("contacts", views.ContactListApi.as_view(), name="contact-list"),
     path("contacts/<int:contact_id>", views.ContactDetailApi.as_view(), name="contact-detail"),
     path("usage", views.UsageApi.as_view(), name="usage"),
+    path("callback-secret", views.CallbackSecretRotateApi.as_view(), name="callback-secret"),
 ]

@@ -138,3 +138,16 @@ class UsageApi(ClientScopedAPIView):
             )
         }
         return Response({"from": start, "to": end, "days": data, "totals": totals})
+
+
+class CallbackSecretRotateApi(ClientScopedAPIView):
+    """A new signing secret for the client's callback URL, shown once."""
+
+    required_role = "admin"
+
+    @extend_schema(request=None, responses={200: s.CallbackSecretOutputSerializer})
+    def post(self, request, client_id):
+        from tenants.services import callback_secret_rotate
+
+        secret = callback_secret_rotate(client=request.client)
+        return Response({"callback_url": request.client.callback_url, "callback_secret": secret})

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from tenants import selectors
 from tenants.models import Client, Membership
+from wafaa.api.pagination import StandardPagination
 from wafaa.errors import ClientSuspendedError, PermissionDeniedError
 from wafaa.ratelimit import check_rate_limit
 
@@ -72,7 +73,7 @@ class ClientScopedAPIView(APIView):
         return super().finalize_response(request, response, *args, **kwargs)
 
     def paginate(self, request, queryset, serializer_class, context=None):
-        paginator = self.pagination_class() if self.pagination_class else None
+        paginator = StandardPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         data = serializer_class(page, many=True, context=context or {"request": request}).data
         return paginator.get_paginated_response(data)
