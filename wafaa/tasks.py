@@ -61,9 +61,28 @@ class WafaaTask(TenantTask):
                     )
                 if not request.is_eager and request.id and self._over_delivery_cap(request):
                     return None
-                return super().__call__(*args, **kwargs)
+                return self._run_measured(*args, **kwargs)
         finally:
             context.task_var.reset(token)
+
+    def _run_measured(self, *args, **kwargs):
+        from celery.exceptions import Retry
+
+        from wafaa import metrics
+
+        started = time.perf_counter()
+        state = "succeeded"
+        try:
+            return super().__call__(*args, **kwargs)
+        except Retry:
+            state = "retried"
+            raise
+        except Exception:
+            state = "failed"
+            raise
+        finally:
+            metrics.TASKS.labels(task=self.name, state=state).inc()
+            metrics.TASK_DURATION.labels(task=self.name).observe(time.perf_counter() - started)
 
     def _over_delivery_cap(self, request) -> bool:
         from wafaa import metrics

@@ -1,0 +1,39 @@
+"""Slow queries are logged; task metrics are counted by name and state."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import connection
+
+
+def test_a_slow_query_is_logged_with_its_duration_and_no_parameters(db, settings, caplog):
+    settings.SLOW_QUERY_MS = 50
+    with caplog.at_level(logging.WARNING, logger="wafaa.db.slow"):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(0.08), %s", ["secret customer text"])
+    [record] = [r for r in caplog.records if r.name == "wafaa.db.slow"]
+    assert record.duration_ms >= 50
+    assert (
+        "pg_sleep" in record.sql and "secret customer text" not in record.getMessage() + record.sql
+    )
+
+
+def test_a_fast_query_is_not_logged(db, settings, caplog):
+    settings.SLOW_QUERY_MS = 1000
+    with caplog.at_level(logging.WARNING, logger="wafaa.db.slow"):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    assert not [r for r in caplog.records if r.name == "wafaa.db.slow"]
+
+
+def test_task_runs_are_counted_by_name_and_state(db, eager_tasks, redis_client):
+    from wafaa import metrics
+    from wafaa.diagnostics import noop_task
+
+    def count(state):
+        return metrics.TASKS.labels(task="wafaa.noop_task", state=state)._value.get()
+
+    before = count("succeeded")
+    noop_task.delay("test:noop:counter")
+    assert count("succeeded") == before + 1
