@@ -9,9 +9,8 @@ from django.db import connection
 
 def test_a_slow_query_is_logged_with_its_duration_and_no_parameters(db, settings, caplog):
     settings.SLOW_QUERY_MS = 50
-    with caplog.at_level(logging.WARNING, logger="wafaa.db.slow"):
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_sleep(0.08), %s", ["secret customer text"])
+    with caplog.at_level(logging.WARNING, logger="wafaa.db.slow"), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(0.08), %s", ["secret customer text"])
     [record] = [r for r in caplog.records if r.name == "wafaa.db.slow"]
     assert record.duration_ms >= 50
     assert (
@@ -21,9 +20,8 @@ def test_a_slow_query_is_logged_with_its_duration_and_no_parameters(db, settings
 
 def test_a_fast_query_is_not_logged(db, settings, caplog):
     settings.SLOW_QUERY_MS = 1000
-    with caplog.at_level(logging.WARNING, logger="wafaa.db.slow"):
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+    with caplog.at_level(logging.WARNING, logger="wafaa.db.slow"), connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
     assert not [r for r in caplog.records if r.name == "wafaa.db.slow"]
 
 
