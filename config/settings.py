@@ -266,14 +266,17 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150)
+# Reply-path tasks are short; document ingestion sets its own, longer limits.
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 40)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 50)
 # A task that kills its worker every time is parked as failed after this many deliveries.
 CELERY_MAX_DELIVERIES = env_int("CELERY_MAX_DELIVERIES", 5)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # Longer than the longest task (its hard time limit), so a slow task is not run twice.
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300),
-    # kombu restores unacked messages of dead workers; check often so they return within ~30 s.
+    # Longer than the reply-path tasks' hard time limit, so a running task is not delivered
+    # twice, and short, so a task whose whole worker died (SIGKILL, lost host) comes back
+    # within about a minute. A worker that shuts down (SIGTERM/SIGQUIT) gives its unacked
+    # messages back at once (kombu restores them when the channel closes).
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 60),
     "unacked_restore_limit": 100,
     "polling_interval": 1,
     "socket_timeout": 10,
@@ -282,6 +285,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "health_check_interval": 25,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Our LOGGING (JSON lines with trace ids) applies in workers too.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_HEARTBEAT_SECONDS = env_int("CELERY_WORKER_HEARTBEAT_SECONDS", 10)
 CELERY_IMPORTS = ["wafaa.diagnostics"]
 CELERY_TASK_DEFAULT_QUEUE = "default"

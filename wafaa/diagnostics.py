@@ -39,3 +39,20 @@ def queue_depth_sample_task() -> dict:
 def noop_task(counter_key: str) -> None:
     """Does nothing but count itself: the baseline for task throughput (bench/pipeline.py)."""
     get_redis().incr(counter_key)
+
+
+@shared_task(name="wafaa.slow_probe_task", acks_late=True)
+def slow_probe_task(key: str, seconds: float) -> None:
+    """Marks `key:started`, works for `seconds`, then marks `key:done` with the worker's name.
+
+    For checking worker shutdown behaviour in a deployment (and in our tests): a task running
+    while its worker stops must finish or come back, never vanish.
+    """
+    import socket
+    import time
+
+    client = get_redis()
+    client.set(f"{key}:started", socket.gethostname(), ex=600)
+    time.sleep(seconds)
+    client.incr(f"{key}:done")
+    client.expire(f"{key}:done", 600)
