@@ -263,3 +263,52 @@ def celery_worker_process(worker_env, tmp_path_factory, django_db_blocker):
         yield worker
     finally:
         worker.stop()
+
+
+@pytest.fixture
+def live(django_db_blocker):
+    with django_db_blocker.unblock():
+        yield
+
+
+@pytest.fixture
+def shop(live, committed_client, celery_worker_process, fake_graph, fake_llm):
+    """A committed client with a WhatsApp account and FAQ knowledge, a live worker, fakes."""
+    from tests.conversations.helpers import add_faq_knowledge
+    from tests.factories import ChannelAccountFactory, post_webhook, wa_text_payload
+
+    phone_id = str(uuid.uuid4().int)[:15]
+    account = ChannelAccountFactory(client=committed_client, external_id=phone_id)
+    with inside(committed_client):
+        add_faq_knowledge()
+
+    class Shop:
+        client = committed_client
+        url = f"/webhook/whatsapp/{committed_client.slug}/"
+
+        def __init__(self):
+            self.account = account
+
+        def send(self, http, text, message_id=None):
+            body = wa_text_payload(
+                message_id=message_id or f"wamid.{uuid.uuid4().hex}", text=text, phone_id=phone_id
+            )
+            response = post_webhook(http, self.url, body)
+            assert response.status_code == 200, response.content
+            return body
+
+        def messages(self, **filters):
+            from conversations.models import Message
+
+            with inside(committed_client):
+                return list(Message.objects.filter(**filters).order_by("created_at", "pk"))
+
+        def wait_until(self, predicate, timeout=15.0):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if predicate():
+                    return
+                time.sleep(0.05)
+            raise AssertionError("condition not met in time")
+
+    return Shop()
