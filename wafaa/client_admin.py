@@ -81,8 +81,18 @@ class MessageInline(admin.TabularInline):
     fk_name = "conversation"
     extra = 0
     can_delete = False
-    fields = ["created_at", "direction", "author", "type", "text", "status", "failure_reason",
-              "citations", "model", "trace_id"]
+    fields = [
+        "created_at",
+        "direction",
+        "author",
+        "type",
+        "text",
+        "status",
+        "failure_reason",
+        "citations",
+        "model",
+        "trace_id",
+    ]
     readonly_fields = fields
     ordering = ["created_at"]
     show_change_link = True
@@ -104,12 +114,29 @@ class EventInline(admin.TabularInline):
 
 @admin.register(Conversation, site=site)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["id", "contact", "channel", "mode", "assigned_agent_email", "last_inbound_at",
-                    "unread_count", "updated_at"]
+    list_display = [
+        "id",
+        "contact",
+        "channel",
+        "mode",
+        "assigned_agent_email",
+        "last_inbound_at",
+        "unread_count",
+        "updated_at",
+    ]
     list_filter = ["mode", "channel"]
     search_fields = ["contact__name", "contact__external_id", "messages__text"]
-    readonly_fields = ["contact", "channel", "channel_account_id", "handoff_reason", "handoff_at",
-                       "last_inbound_at", "last_outbound_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "contact",
+        "channel",
+        "channel_account_id",
+        "handoff_reason",
+        "handoff_at",
+        "last_inbound_at",
+        "last_outbound_at",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [MessageInline, EventInline]
     list_select_related = ["contact"]
 
@@ -123,7 +150,15 @@ class ContactAdmin(admin.ModelAdmin):
 
 @admin.register(Message, site=site)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "conversation", "direction", "author", "type", "status", "trace_id"]
+    list_display = [
+        "created_at",
+        "conversation",
+        "direction",
+        "author",
+        "type",
+        "status",
+        "trace_id",
+    ]
     list_filter = ["direction", "status", "author"]
     search_fields = ["text", "external_id", "trace_id"]
     readonly_fields = [f.name for f in Message._meta.fields]

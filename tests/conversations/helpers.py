@@ -25,29 +25,55 @@ def add_faq_knowledge(faq=FAQ) -> Document:
     embedder = get_embedder()
     body = "\n".join(f"{q},{a}" for q, a in faq).encode()
     document = Document.objects.create(
-        title="FAQ", source="text", kind="csv", checksum=hashlib.sha256(body).hexdigest(),
-        content=body, status="ready", embedder=embedder.name, dimensions=embedder.dimensions,
+        title="FAQ",
+        source="text",
+        kind="csv",
+        checksum=hashlib.sha256(body).hexdigest(),
+        content=body,
+        status="ready",
+        embedder=embedder.name,
+        dimensions=embedder.dimensions,
     )
     texts = [f"Q: {q}\nA: {a}" for q, a in faq]
     vectors = embedder.embed_documents(texts)
     Chunk.objects.bulk_create(
-        Chunk(document=document, ordinal=i, text=text, embedding=vector, embedder=embedder.name,
-              metadata={"kind": "faq", "question": faq[i][0]})
+        Chunk(
+            document=document,
+            ordinal=i,
+            text=text,
+            embedding=vector,
+            embedder=embedder.name,
+            metadata={"kind": "faq", "question": faq[i][0]},
+        )
         for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
     )
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE knowledge_chunk SET search_vector = to_tsvector('simple', text) "
-                       "WHERE document_id = %s", [document.pk])
+        cursor.execute(
+            "UPDATE knowledge_chunk SET search_vector = to_tsvector('simple', text) "
+            "WHERE document_id = %s",
+            [document.pk],
+        )
     return document
 
 
-def inbound(text: str, *, message_id: str | None = None, wa_id: str = "15551234567",
-            type_: str = "text", phone_id: str = "106540352242922") -> InboundMessage:
+def inbound(
+    text: str,
+    *,
+    message_id: str | None = None,
+    wa_id: str = "15551234567",
+    type_: str = "text",
+    phone_id: str = "106540352242922",
+) -> InboundMessage:
     from datetime import UTC, datetime
 
     return InboundMessage(
-        channel="whatsapp", account_external_id=phone_id,
-        external_id=message_id or f"wamid.{uuid.uuid4().hex}", contact_key=wa_id, type=type_,
-        timestamp=datetime.fromtimestamp(time.time(), UTC), text=text, wa_id=wa_id,
+        channel="whatsapp",
+        account_external_id=phone_id,
+        external_id=message_id or f"wamid.{uuid.uuid4().hex}",
+        contact_key=wa_id,
+        type=type_,
+        timestamp=datetime.fromtimestamp(time.time(), UTC),
+        text=text,
+        wa_id=wa_id,
         contact_name="Test Customer",
     )
