@@ -251,6 +251,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "MembershipRoleEnum": "tenants.models.Membership.Role",
+        "ClientStatusEnum": "tenants.models.Client.Status",
+        "ChannelAccountStatusEnum": "channels_app.models.ChannelAccount.Status",
+        "MessageStatusEnum": "conversations.models.Message.Status",
+    },
 }
 API_KEY_PREFIX = "wfa"
 
