@@ -256,6 +256,7 @@ SPECTACULAR_SETTINGS = {
         "ClientStatusEnum": "tenants.models.Client.Status",
         "ChannelAccountStatusEnum": "channels_app.models.ChannelAccount.Status",
         "MessageStatusEnum": "conversations.models.Message.Status",
+        "DocumentStatusEnum": "knowledge.models.Document.Status",
     },
 }
 API_KEY_PREFIX = "wfa"

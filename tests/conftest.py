@@ -19,13 +19,6 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("WAFAA_TESTING", "1")
-# Tests build their own AI clients against the fake OpenAI server; no real key leaks in.
-os.environ["OPENAI_API_KEY"] = ""
-os.environ.setdefault("EMBEDDING_BACKEND", "hashing")
-os.environ.setdefault("REPLY_QUIET_PERIOD_SECONDS", "0")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SLUGS = {"a": "test-a", "b": "test-b"}
 
@@ -170,6 +163,10 @@ def worker_env(django_db_setup, graph_server, openai_server):
     env = dict(os.environ)
     env.update(
         {
+            # The plain settings (settings_test would blank OPENAI_API_KEY), with test values.
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "WAFAA_TESTING": "1",
+            "EMBEDDING_BACKEND": "hashing",
             "DATABASE_URL": _test_database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "PYTHONPATH": str(ROOT),

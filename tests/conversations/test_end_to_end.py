@@ -110,7 +110,7 @@ def test_llm_down_gives_fallback_and_handoff(client, shop, fake_graph, fake_llm)
     with inside(shop.client):
         conversation = Conversation.objects.get()
     assert conversation.mode == "handoff" and conversation.handoff_reason == "llm_unavailable"
-    assert len(fake_llm.chat_calls()) == 3  # the first try and LLM_MAX_RETRIES=2 retries
+    assert len(fake_llm.chat_calls) == 3  # the first try and LLM_MAX_RETRIES=2 retries
 
 
 def test_agent_takeover_while_the_model_thinks_keeps_the_draft_unsent(
@@ -120,7 +120,7 @@ def test_agent_takeover_while_the_model_thinks_keeps_the_draft_unsent(
 
     fake_llm.hang_next(1.5)
     shop.send(client, "Do you deliver?")
-    shop.wait_until(lambda: fake_llm.chat_calls())
+    shop.wait_until(lambda: fake_llm.chat_calls)
     staff = get_user_model().objects.create_user(
         f"staff-{uuid.uuid4().hex[:8]}@wafaa.example",
         "x@wafaa.example",

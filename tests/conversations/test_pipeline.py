@@ -68,7 +68,7 @@ def test_a_question_gets_one_grounded_reply_sent_to_whatsapp(
     assert message.status == "answered"
     assert fake_graph.sent_texts() == [reply.text]
     # The prompt carried the knowledge, the question and the persona.
-    [call] = online.chat_calls()
+    [call] = online.chat_calls
     system = call["messages"][0]["content"]
     assert "8am to 10pm" in system
     assert call["messages"][-1]["content"] == "When do you open?"
@@ -95,7 +95,7 @@ def test_a_burst_is_answered_once_by_the_newest_message(
     assert run(third, django_capture_on_commit_callbacks) == "answered"
     [reply] = replies()
     assert set(reply.in_reply_to.values_list("pk", flat=True)) == {first.pk, second.pk, third.pk}
-    assert online.chat_calls()[0]["messages"][-1]["content"].count("\n") == 2
+    assert online.chat_calls[0]["messages"][-1]["content"].count("\n") == 2
 
 
 def test_asking_for_a_person_hands_off_and_silences_the_bot(
@@ -105,7 +105,7 @@ def test_asking_for_a_person_hands_off_and_silences_the_bot(
     assert run(message, django_capture_on_commit_callbacks) == "handoff"
     conversation = Conversation.objects.get(pk=message.conversation_id)
     assert conversation.mode == "handoff" and conversation.handoff_reason == "customer_asked"
-    assert online.chat_calls() == []
+    assert online.chat_calls == []
     later = receive(account, "hello?")
     assert later.status == "stored"  # the bot stays silent in handoff
     assert len(replies()) == 1
@@ -208,4 +208,4 @@ def test_very_long_text_is_truncated_for_the_prompt_and_kept_whole(
     run(message, django_capture_on_commit_callbacks)
     message.refresh_from_db()
     assert len(message.text) == 20_000
-    assert len(online.chat_calls()[0]["messages"][-1]["content"]) < 2_500
+    assert len(online.chat_calls[0]["messages"][-1]["content"]) < 2_500

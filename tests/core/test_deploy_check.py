@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _manage(*args, **env):
     base = {k: v for k, v in os.environ.items() if k not in {"WAFAA_TESTING", "DEBUG"}}
+    base["DJANGO_SETTINGS_MODULE"] = "config.settings"
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,

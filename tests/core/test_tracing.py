@@ -29,7 +29,10 @@ def test_webhook_trace_id_follows_the_message_into_every_log_line(
     handler = logging.StreamHandler(stream)
     handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter())
-    logging.getLogger().addHandler(handler)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)  # the suite runs at WARNING; request lines are INFO
+    root.addHandler(handler)
     trace_id = f"trace-{uuid.uuid4().hex}"
     try:
         body = wa_text_payload(
@@ -51,7 +54,8 @@ def test_webhook_trace_id_follows_the_message_into_every_log_line(
         fake_graph.wait_for(1, timeout=20)
         shop.wait_until(lambda: shop.messages(trace_id=trace_id, direction="out", status="sent"))
     finally:
-        logging.getLogger().removeHandler(handler)
+        root.removeHandler(handler)
+        root.setLevel(level)
 
     web_lines = [
         line for line in _json_lines(stream.getvalue()) if line.get("trace_id") == trace_id
