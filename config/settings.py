@@ -185,6 +185,10 @@ DATABASES = {"default": _database_from_url(DATABASE_URL)}
 # django-tenants wraps this backend: query metrics from django-prometheus, schemas from tenants.
 ORIGINAL_BACKEND = "django_prometheus.db.backends.postgresql"
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# Issue `SET search_path` once per schema switch, not before every query (it halves the
+# round trips on the webhook and reply paths). django-tenants forgets the cached path on
+# rollback and savepoint rollback, where PostgreSQL reverts a SET, so it cannot go stale.
+TENANT_LIMIT_SET_CALLS = env_bool("TENANT_LIMIT_SET_CALLS", True)
 SLOW_QUERY_MS = env_int("SLOW_QUERY_MS", 200)
 
 # --- cache and Redis -------------------------------------------------------------------------
@@ -273,6 +277,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Keep database connections across tasks (Celery closes them after every task otherwise);
+# Django still drops them after DB_CONN_MAX_AGE or when unusable.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # Reply-path tasks are short; document ingestion sets its own, longer limits.
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 40)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 50)

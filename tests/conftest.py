@@ -25,9 +25,17 @@ TEST_SLUGS = {"a": "test-a", "b": "test-b"}
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
+    from django.conf import settings
+
     from tenants.models import Client
     from tenants.services import client_create
 
+    # The tests' own Redis database starts empty: no task or lock left by an earlier run
+    # (for a client that no longer exists) may reach this run's worker.
+    assert settings.TESTING, "tests must run with the test settings (config.settings_test)"
+    from wafaa.redis import get_redis
+
+    get_redis().flushdb()
     with django_db_blocker.unblock():
         for slug in TEST_SLUGS.values():
             if not Client.objects.filter(slug=slug).exists():

@@ -34,6 +34,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -106,6 +107,8 @@ class FakeGraphApi:
         self._scripts: list[_Script] = []
         self._media: dict[str, _Media] = {}
         self._ids = itertools.count(1)
+        # Unique per server instance: ids from an earlier run must never repeat.
+        self._run = uuid.uuid4().hex[:8].upper()
 
     # -- lifecycle --
 
@@ -305,7 +308,7 @@ class FakeGraphApi:
             to = body.get("to")
             if not to or "type" not in body:
                 return 400, _graph_error(100, "Invalid parameter"), None
-            message_id = f"wamid.FAKE{self._new_id():010d}"
+            message_id = f"wamid.FAKE{self._run}{self._new_id():010d}"
             contacts = [{"input": to, "wa_id": to}]
             answer = {
                 "messaging_product": "whatsapp",
@@ -319,7 +322,10 @@ class FakeGraphApi:
                 return 200, {"recipient_id": recipient["id"]}, None
             return (
                 200,
-                {"recipient_id": recipient["id"], "message_id": f"mid.FAKE{self._new_id():010d}"},
+                {
+                    "recipient_id": recipient["id"],
+                    "message_id": f"mid.FAKE{self._run}{self._new_id():010d}",
+                },
                 None,
             )
         return 400, _graph_error(100, "Invalid parameter"), None
@@ -341,6 +347,9 @@ def _make_handler(fake: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         # HTTP/1.1 so the client's pooled keep-alive connections are exercised too.
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes: without TCP_NODELAY, Nagle plus the
+        # client's delayed ACK adds ~40 ms to every response.
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:  # http.server's naming
             self._handle("GET")

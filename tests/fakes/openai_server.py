@@ -282,6 +282,9 @@ def _approx_tokens(text: str) -> int:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle plus the
+    # client's delayed ACK adds ~40 ms to every response.
+    disable_nagle_algorithm = True
     server_version = "FakeOpenAI/1.0"
 
     @property
