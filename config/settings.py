@@ -298,6 +298,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_keepalive": True,
     "health_check_interval": 25,
 }
+if env("CELERY_BROKER_KEYPREFIX"):
+    # Separate broker namespaces on one Redis (each test session uses its own).
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env("CELERY_BROKER_KEYPREFIX")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Our LOGGING (JSON lines with trace ids) applies in workers too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -5,6 +5,7 @@ tests inherit the same environment. Each default can still be overridden from ou
 """
 
 import os
+import uuid
 
 os.environ.setdefault("WAFAA_TESTING", "1")
 # Tests build their AI clients against the fake OpenAI server; a real key never leaks in.
@@ -12,5 +13,8 @@ os.environ["OPENAI_API_KEY"] = ""
 os.environ.setdefault("EMBEDDING_BACKEND", "hashing")
 os.environ.setdefault("REPLY_QUIET_PERIOD_SECONDS", "0")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# This session's own broker namespace: its worker never takes another run's tasks (nor a task
+# left behind by an earlier run for a client that no longer exists).
+os.environ.setdefault("CELERY_BROKER_KEYPREFIX", f"test-{uuid.uuid4().hex[:10]}:")
 
 from config.settings import *  # noqa: F403

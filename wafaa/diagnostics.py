@@ -26,7 +26,8 @@ def queue_depth_sample_task() -> dict:
     from wafaa import heartbeat, metrics
 
     client = get_redis()
-    depths = {queue: client.llen(queue) for queue in settings.CELERY_WORKER_QUEUES}
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+    depths = {queue: client.llen(prefix + queue) for queue in settings.CELERY_WORKER_QUEUES}
     for queue, depth in depths.items():
         metrics.QUEUE_DEPTH.labels(queue=queue).set(depth)
     newest = client.zrevrange(heartbeat.KEY, 0, 0, withscores=True)

@@ -35,3 +35,20 @@ def test_task_runs_are_counted_by_name_and_state(db, eager_tasks, redis_client):
     before = count("succeeded")
     noop_task.delay("test:noop:counter")
     assert count("succeeded") == before + 1
+
+
+def test_queue_depth_is_sampled_per_queue(db, eager_tasks, redis_client, settings):
+    from wafaa import metrics
+    from wafaa.diagnostics import queue_depth_sample_task
+
+    # A queue no worker consumes, so nothing takes the items while we count them.
+    settings.CELERY_WORKER_QUEUES = ["test-depth"]
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+    redis_client.delete(prefix + "test-depth")
+    redis_client.rpush(prefix + "test-depth", "a", "b", "c")
+    try:
+        depths = queue_depth_sample_task.delay().get()
+    finally:
+        redis_client.delete(prefix + "test-depth")
+    assert depths == {"test-depth": 3}
+    assert metrics.QUEUE_DEPTH.labels(queue="test-depth")._value.get() == 3
