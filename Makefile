@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format venv services services-stop bench clean
+.PHONY: run test lint alerts format venv services services-stop bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: services
 lint: venv
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+
+# Prometheus alert rules and their unit tests (installs Debian's promtool when missing).
+alerts: venv
+	@PYTHON=$(PY) scripts/check_alerts.sh
 
 format: venv
 	@$(VENV)/bin/ruff check --fix .

@@ -11,7 +11,12 @@ import logging
 import os
 
 from celery import bootsteps
-from celery.signals import worker_shutting_down
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutting_down,
+)
 from tenant_schemas_celery.app import CeleryApp
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -68,3 +73,43 @@ def _log_shutdown(sig=None, how=None, exitcode=None, **kwargs):
         "worker shutting down; unfinished tasks go back to the queue (late acks)",
         extra={"signal": sig, "how": how},
     )
+
+
+@worker_process_init.connect
+def _start_tracing(**kwargs):
+    from wafaa.otel import init_otel
+
+    init_otel(service_name="wafaa-worker")
+
+
+@worker_init.connect
+def _serve_worker_metrics(**kwargs):
+    """Serve this worker's metrics (all its pool processes) on WORKER_METRICS_PORT, if set.
+
+    Under docker-compose each worker container has its own metrics directory, which the web
+    container's /metrics cannot read; Prometheus scrapes each worker here instead.
+    """
+    from django.conf import settings
+
+    if not settings.WORKER_METRICS_PORT:
+        return
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    start_http_server(settings.WORKER_METRICS_PORT, registry=registry)
+    logging.getLogger("wafaa.worker").info(
+        "worker metrics on port %s", settings.WORKER_METRICS_PORT
+    )
+
+
+@worker_process_shutdown.connect
+def _metrics_process_dead(pid=None, **kwargs):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())

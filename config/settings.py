@@ -410,3 +410,19 @@ LOGGING = {
         "celery": {"level": "INFO"},
     },
 }
+
+# --- error reporting (last: it reads the values above) -----------------------------------------
+
+# Sentry events are tagged with the client schema a request or task last entered.
+EXTRA_SET_TENANT_METHOD_PATH = "wafaa.sentry.set_tenant_tag"
+SENTRY_TRACES_SAMPLE_RATE = env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0)
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+
+from wafaa.sentry import init_sentry  # noqa: E402 - after every value it uses
+
+init_sentry(
+    dsn=SENTRY_DSN,
+    environment=ENVIRONMENT,
+    release=RELEASE,
+    traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+)

@@ -48,6 +48,25 @@ def inbound_sweep() -> int:
     return len(lost)
 
 
+def outbound_sweep() -> int:
+    """Outbound messages still `queued` long after they were stored (their send task was
+    lost) are handed to the sender again; a send is idempotent, so this never doubles one."""
+    from channels_app.tasks import message_send_task
+
+    stale = timezone.now() - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
+    lost = list(
+        Message.objects.filter(
+            direction=Message.Direction.OUT, status=Message.Status.QUEUED, updated_at__lt=stale
+        ).values_list("pk", flat=True)[:500]
+    )
+    for message_id in lost:
+        message_send_task.delay(message_id)
+    if lost:
+        Message.objects.filter(pk__in=lost).update(updated_at=timezone.now())
+        logger.warning("sweeper re-enqueued outbound messages", extra={"count": len(lost)})
+    return len(lost)
+
+
 def fan_out(task_name: str) -> int:
     from config.celery import app
     from tenants.models import Client

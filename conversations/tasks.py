@@ -52,7 +52,7 @@ def handoffs_expire_task():
 
 @shared_task(base=ClientTask, name="conversations.tasks.inbound_sweep_task")
 def inbound_sweep_task():
-    return sweeper.inbound_sweep()
+    return sweeper.inbound_sweep() + sweeper.outbound_sweep()
 
 
 @shared_task(base=WafaaTask, name="conversations.tasks.fan_out_to_clients_task")

@@ -1,0 +1,44 @@
+"""The sweepers: stored messages whose task was lost are handed on again, once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from conversations import services, sweeper
+from conversations.models import Message
+from tests.conversations.helpers import add_faq_knowledge, inbound
+from tests.factories import ChannelAccountFactory
+
+
+def test_a_reply_stuck_in_queued_is_sent_once(in_tenant_a, fake_graph, eager_tasks, settings):
+    settings.SAME_CUSTOMER_SPACING_MS = 0
+    account = ChannelAccountFactory(client=in_tenant_a)
+    message, _ = services.message_receive(account=account, inbound=inbound("hi"))
+    reply = services.message_store_outbound(
+        conversation=message.conversation, author="bot", text="Hello!"
+    )
+    assert sweeper.outbound_sweep() == 0  # fresh: its task may still be on the way
+    Message.objects.filter(pk=reply.pk).update(updated_at=timezone.now() - timedelta(minutes=10))
+    assert sweeper.outbound_sweep() == 1
+    reply.refresh_from_db()
+    assert reply.status == "sent"
+    assert sweeper.outbound_sweep() == 0
+    assert fake_graph.sent_texts() == ["Hello!"]
+
+
+def test_an_inbound_message_whose_task_was_lost_is_answered(
+    in_tenant_a, fake_graph, eager_tasks, settings, django_capture_on_commit_callbacks
+):
+    settings.SAME_CUSTOMER_SPACING_MS = 0
+    settings.OPENAI_API_KEY = ""
+    add_faq_knowledge()
+    account = ChannelAccountFactory(client=in_tenant_a)
+    message, _ = services.message_receive(account=account, inbound=inbound("Can I get a refund?"))
+    Message.objects.filter(pk=message.pk).update(updated_at=timezone.now() - timedelta(minutes=10))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweeper.inbound_sweep() == 1
+    message.refresh_from_db()
+    assert message.status == "answered"
+    assert fake_graph.sent_texts() == ["Refunds are possible within 7 days with the receipt."]
