@@ -1,7 +1,7 @@
 """URL map: health and metrics, webhooks, the REST API, its schema and docs, and the admin."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from wafaa import client_admin, health
@@ -15,6 +15,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("tenants.api.urls")),
     path("", include("channels_app.urls")),
+    # Any other /api/ path: the API's 404 envelope, also when DEBUG shows HTML pages elsewhere.
+    re_path(r"^api/", core_views.not_found),
     path("admin/client-data/", client_admin.site.urls),
     path("admin/", admin.site.urls),
 ]

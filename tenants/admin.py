@@ -24,8 +24,15 @@ class UsageInline(admin.TabularInline):
     extra = 0
     can_delete = False
     max_num = 0
-    fields = ["day", "messages_in", "messages_out", "bot_answers", "handoffs", "prompt_tokens",
-              "completion_tokens"]
+    fields = [
+        "day",
+        "messages_in",
+        "messages_out",
+        "bot_answers",
+        "handoffs",
+        "prompt_tokens",
+        "completion_tokens",
+    ]
     readonly_fields = fields
     ordering = ["-day"]
 
@@ -35,8 +42,15 @@ class UsageInline(admin.TabularInline):
 
 @admin.register(Client)
 class ClientAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "status", "schema_name", "messages_per_day", "created_at",
-                    "data_link"]
+    list_display = [
+        "name",
+        "slug",
+        "status",
+        "schema_name",
+        "messages_per_day",
+        "created_at",
+        "data_link",
+    ]
     list_filter = ["status"]
     search_fields = ["name", "slug", "schema_name"]
     readonly_fields = ["schema_name", "created_at", "updated_at"]

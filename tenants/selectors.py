@@ -40,6 +40,12 @@ def client_cache_forget(*, client_id: int) -> None:
         _client_cache.pop(client_id, None)
 
 
+def client_cache_clear() -> None:
+    """Forget every cached client (tests, and after bulk changes made outside the services)."""
+    with _client_cache_lock:
+        _client_cache.clear()
+
+
 def client_list_for_user(*, user) -> QuerySet[Client]:
     if getattr(user, "api_key", None) is not None:
         return Client.objects.filter(pk=user.api_key.client_id)

@@ -55,7 +55,9 @@ def _check_slug(slug: str) -> None:
             "with '-'.",
             details={"slug": ["invalid"]},
         )
-    if Client.objects.filter(slug=slug).exists():
+    # A schema of that name without a client (left by hand, or a failed restore) takes the slug
+    # too: django-tenants would silently adopt it without migrating, and a rollback drop it.
+    if Client.objects.filter(slug=slug).exists() or schema_exists(schema_name_for(slug)):
         raise ValidationFailedError(
             f"A client with slug '{slug}' already exists. Pick another slug.",
             details={"slug": ["already exists"]},
@@ -74,7 +76,9 @@ def client_create(*, name: str, slug: str, **fields) -> Client:
     client = Client(name=name, slug=slug, schema_name=schema_name_for(slug), **fields)
     try:
         with transaction.atomic():
-            client.save()  # creates the schema (django-tenants, auto_create_schema)
+            # Creates and migrates the schema (auto_create_schema); quietly, as this runs in
+            # web requests whose stdout is the JSON log stream.
+            client.save(verbosity=0)
             Domain.objects.create(
                 domain=f"{slug}.{settings.TENANT_DOMAIN_SUFFIX}", tenant=client, is_primary=True
             )
@@ -175,6 +179,7 @@ def _is_owner_or_staff(user, client: Client) -> bool:
     return Membership.objects.filter(user=user, client=client, role=Membership.Role.OWNER).exists()
 
 
+@transaction.atomic
 def membership_remove(*, client: Client, membership_id: int, removed_by) -> None:
     membership = Membership.objects.filter(client=client, pk=membership_id).first()
     if membership is None:
@@ -182,8 +187,11 @@ def membership_remove(*, client: Client, membership_id: int, removed_by) -> None
     if membership.role == Membership.Role.OWNER:
         if not _is_owner_or_staff(removed_by, client):
             raise PermissionDeniedError("Only an owner can remove an owner.")
-        owners = Membership.objects.filter(client=client, role=Membership.Role.OWNER).count()
-        if owners <= 1:
+        # Lock the owners: two owners removing each other at once must not leave none.
+        owners = Membership.objects.select_for_update().filter(
+            client=client, role=Membership.Role.OWNER
+        )
+        if len(owners) <= 1:
             raise ConflictError("A client keeps at least one owner. Add another owner first.")
     membership.delete()
 

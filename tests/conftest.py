@@ -42,6 +42,18 @@ def django_db_setup(django_db_setup, django_db_blocker):
                 client_create(name=f"Test {slug}", slug=slug)
 
 
+@pytest.fixture(autouse=True)
+def clean_api_state(redis_client):
+    """The client cache and rate-limit counters outlive a test's rolled-back transaction:
+    a client cached with one test's settings, or requests counted by earlier tests, must not
+    leak into the next test."""
+    from tests.tenants.factories import reset_api_state
+
+    reset_api_state(redis_client)
+    yield
+    reset_api_state(redis_client)
+
+
 @contextmanager
 def inside(client):
     from django.db import connection

@@ -95,7 +95,7 @@ class ClientCreateInputSerializer(StrictInputSerializer):
     unsupported_media = serializers.ChoiceField(
         choices=Client.UnsupportedMedia.choices, required=False
     )
-    callback_url = serializers.URLField(required=False, allow_blank=True)
+    callback_url = serializers.URLField(max_length=200, required=False, allow_blank=True)
 
     def validate_callback_url(self, value):
         if value and not value.startswith("https://"):

@@ -11,6 +11,7 @@ client_scoped = [
     path("api-keys/<int:key_id>", views.APIKeyRevokeApi.as_view(), name="apikey-revoke"),
     path("", include("channels_app.api.urls")),
     path("", include("conversations.api.urls")),
+    path("knowledge/", include("knowledge.api.urls")),
 ]
 
 urlpatterns = [

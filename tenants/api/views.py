@@ -20,16 +20,27 @@ from wafaa.api.pagination import StandardPagination
 from wafaa.errors import PermissionDeniedError
 
 
+class PublicAuthApi(APIView):
+    """Base of the endpoints that take no credential (sign-up, login, refresh, set-password).
+
+    With no authentication class DRF has no WWW-Authenticate header to send and turns every
+    401 into a 403; a wrong password or an expired refresh token must stay a 401.
+    """
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def get_authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
 def _tokens_for(user, client_id: int | None) -> dict:
     refresh = RefreshToken.for_user(user)
     refresh["client_id"] = client_id
     return {"access": str(refresh.access_token), "refresh": str(refresh), "client_id": client_id}
 
 
-class RegisterApi(APIView):
-    authentication_classes = []
-    permission_classes = [AllowAny]
-
+class RegisterApi(PublicAuthApi):
     @extend_schema(request=s.RegisterInputSerializer, responses={201: s.TokenPairOutputSerializer})
     def post(self, request):
         data = s.RegisterInputSerializer(data=request.data)
@@ -40,10 +51,7 @@ class RegisterApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class LoginApi(APIView):
-    authentication_classes = []
-    permission_classes = [AllowAny]
-
+class LoginApi(PublicAuthApi):
     @extend_schema(request=s.LoginInputSerializer, responses={200: s.TokenPairOutputSerializer})
     def post(self, request):
         data = s.LoginInputSerializer(data=request.data)
@@ -62,10 +70,7 @@ class LoginApi(APIView):
         return Response(_tokens_for(user, client_id))
 
 
-class RefreshApi(APIView):
-    authentication_classes = []
-    permission_classes = [AllowAny]
-
+class RefreshApi(PublicAuthApi):
     @extend_schema(request=s.RefreshInputSerializer, responses={200: s.TokenPairOutputSerializer})
     def post(self, request):
         data = s.RefreshInputSerializer(data=request.data)
@@ -85,10 +90,7 @@ class RefreshApi(APIView):
         )
 
 
-class SetPasswordApi(APIView):
-    authentication_classes = []
-    permission_classes = [AllowAny]
-
+class SetPasswordApi(PublicAuthApi):
     @extend_schema(request=s.SetPasswordInputSerializer, responses={204: None})
     def post(self, request):
         data = s.SetPasswordInputSerializer(data=request.data)
