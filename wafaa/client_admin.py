@@ -18,6 +18,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
 from conversations.models import Contact, Conversation, ConversationEvent, Message
+from knowledge.admin import DocumentAdmin
+from knowledge.models import Document
 from tenants.models import Client
 
 SESSION_KEY = "wafaa_admin_client_id"
@@ -45,7 +47,12 @@ class ClientDataAdminSite(admin.AdminSite):
                 connection.set_tenant(client)
                 request.admin_client = client
             try:
-                return inner(request, *args, **kwargs)
+                response = inner(request, *args, **kwargs)
+                # Admin pages are TemplateResponses that query while rendering: render them
+                # here, while the connection is still in the client's schema.
+                if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+                    response.render()
+                return response
             finally:
                 connection.set_schema_to_public()
 
@@ -165,3 +172,6 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+site.register(Document, DocumentAdmin)
