@@ -8,19 +8,31 @@ from channels_app.models import ChannelAccount
 
 class ChannelAccountForm(forms.ModelForm):
     access_token = forms.CharField(
-        required=False, widget=forms.PasswordInput(render_value=False),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
         help_text="Write-only. Leave blank to keep the stored token.",
     )
     app_secret = forms.CharField(
-        required=False, widget=forms.PasswordInput(render_value=False),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
         help_text="Write-only. Leave blank to keep the stored secret.",
     )
 
     class Meta:
         model = ChannelAccount
-        fields = ["client", "kind", "name", "external_id", "business_account_id",
-                  "display_phone_number", "access_token", "app_secret", "verify_token",
-                  "graph_api_version", "status"]
+        fields = [
+            "client",
+            "kind",
+            "name",
+            "external_id",
+            "business_account_id",
+            "display_phone_number",
+            "access_token",
+            "app_secret",
+            "verify_token",
+            "graph_api_version",
+            "status",
+        ]
 
     def clean(self):
         cleaned = super().clean()

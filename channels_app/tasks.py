@@ -29,7 +29,10 @@ def message_send_task(self, message_id):
         # Exponential backoff with jitter, or Meta's Retry-After / our pacing when given.
         import random
 
-        countdown = exc.countdown or min(300, 2**self.request.retries) + random.uniform(0, 1)
+        countdown = min(
+            settings.CELERY_MAX_COUNTDOWN,
+            exc.countdown or 2**self.request.retries + random.uniform(0, 1),
+        )
         raise self.retry(exc=exc, countdown=countdown) from None
 
 
@@ -48,6 +51,7 @@ def message_mark_read_task(message_id):
         services.graph.GraphConnectionError,
     ),
     retry_backoff=True,
+    retry_backoff_max=45,  # under the broker's visibility timeout (CELERY_MAX_COUNTDOWN)
     retry_jitter=True,
     max_retries=5,
 )

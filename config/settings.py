@@ -301,6 +301,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 if env("CELERY_BROKER_KEYPREFIX"):
     # Separate broker namespaces on one Redis (each test session uses its own).
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env("CELERY_BROKER_KEYPREFIX")
+# Retry countdowns stay under the visibility timeout: a message waiting longer would be handed
+# out a second time while its first delivery still waits.
+CELERY_MAX_COUNTDOWN = max(5, CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] * 3 // 4)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Our LOGGING (JSON lines with trace ids) applies in workers too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -328,6 +331,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 600,
     },
     "queue-depth": {"task": "wafaa.queue_depth_sample_task", "schedule": 15},
+    "ingest-sweep": {
+        "task": "conversations.tasks.fan_out_to_clients_task",
+        "schedule": 300,
+        "args": ["knowledge.tasks.documents_ingest_sweep_task"],
+    },
 }
 CELERY_WORKER_QUEUES = env_list("CELERY_WORKER_QUEUES", "replies,default,ingest")
 

@@ -22,7 +22,7 @@ def handle_inbound_task(self, message_id):
             message_id=message_id, final_attempt=retries >= settings.LLM_MAX_RETRIES
         )
     except pipeline.ReplyRetryableError as exc:
-        countdown = min(60, 2**retries) + random.uniform(0, 1)
+        countdown = min(settings.CELERY_MAX_COUNTDOWN, 2**retries + random.uniform(0, 1))
         raise self.retry(exc=exc, countdown=countdown) from None
     except pipeline.ConversationBusyError as exc:
         if retries > 30:
@@ -35,9 +35,9 @@ def handle_inbound_task(self, message_id):
     name="conversations.tasks.notification_deliver_task",
     autoretry_for=(requests.RequestException,),
     retry_backoff=True,
-    retry_backoff_max=600,
+    retry_backoff_max=45,  # under the broker's visibility timeout (CELERY_MAX_COUNTDOWN)
     retry_jitter=True,
-    max_retries=8,
+    max_retries=12,
 )
 def notification_deliver_task(payload):
     from django.db import connection

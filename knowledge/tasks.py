@@ -18,11 +18,11 @@ from django.conf import settings
 
 from knowledge import services
 from wafaa.ai.embeddings import EmbeddingTransientError
-from wafaa.tasks import ClientTask
+from wafaa.tasks import ClientTask, lease_kept
 
 logger = logging.getLogger(__name__)
 
-# With the default 60 s visibility timeout (48 s cap) this is about half an hour of retries;
+# With the default 60 s visibility timeout (48 s cap) this is 20-30 minutes of retries;
 # with a longer visibility timeout the backoff grows up to 10 minutes and so does the window.
 INGEST_MAX_RETRIES = 40
 # Ingestion of a large document takes minutes, unlike the reply-path tasks' 40 s default.
@@ -51,9 +51,10 @@ def retry_countdown(retries: int) -> float:
 def document_ingest_task(self, document_id):
     retries = self.request.retries or 0
     try:
-        return services.document_ingest_by_id(
-            document_id=document_id, final_attempt=retries >= INGEST_MAX_RETRIES
-        )
+        with lease_kept(self):  # ingestion may outlast the broker's visibility timeout
+            return services.document_ingest_by_id(
+                document_id=document_id, final_attempt=retries >= INGEST_MAX_RETRIES
+            )
     except EmbeddingTransientError as exc:
         raise self.retry(exc=exc, countdown=retry_countdown(retries)) from None
     except services.DocumentBusyError:

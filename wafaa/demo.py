@@ -33,6 +33,7 @@ def demo_ensure() -> list[str]:
         lines.append(f"created platform admin 'admin' / {password} (http://127.0.0.1:8000/admin/)")
     lines.extend(_demo_channel(client))
     from django_tenants.utils import tenant_context
+
     from knowledge.demo_data import demo_knowledge_ensure
 
     with tenant_context(client):

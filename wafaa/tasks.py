@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import connection
@@ -119,6 +121,44 @@ class WafaaTask(TenantTask):
         )
         client.ltrim(PARKED_KEY, 0, 999)
         return True
+
+
+@contextmanager
+def lease_kept(task, every: float | None = None):
+    """Keep a long task's broker message from being handed out again while it makes progress.
+
+    Redis hands an unacked message to another worker once it is older than the visibility
+    timeout, whether or not its worker is still busy with it. That timeout is short on
+    purpose (a dead worker's task comes back within a minute), so a task that may run longer
+    renews its delivery's timestamp in kombu's unacked index from a background thread. If the
+    worker dies, the renewals stop and the message comes back as usual.
+    """
+    delivery_tag = (getattr(task.request, "delivery_info", None) or {}).get("delivery_tag")
+    if task.request.is_eager or not delivery_tag:
+        yield
+        return
+    from wafaa.redis import get_redis
+
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    key = options.get("global_keyprefix", "") + "unacked_index"
+    interval = every or max(1.0, options.get("visibility_timeout", 60) / 3)
+    stop = threading.Event()
+
+    def renew():
+        while not stop.wait(interval):
+            try:
+                # XX: only renew a delivery the broker still holds as unacked.
+                get_redis().zadd(key, {delivery_tag: time.time()}, xx=True)
+            except Exception:  # a missed renewal only risks a duplicate run (idempotent)
+                logger.warning("could not renew the task's broker lease")
+
+    thread = threading.Thread(target=renew, name=f"lease-{delivery_tag}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 class ClientTask(WafaaTask):

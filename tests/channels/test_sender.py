@@ -14,14 +14,22 @@ from tests.factories import ChannelAccountFactory
 def outbound(in_tenant_a, fake_graph, settings):
     settings.SAME_CUSTOMER_SPACING_MS = 0
     account = ChannelAccountFactory(client=in_tenant_a)
-    contact = Contact.objects.create(channel="whatsapp", external_id="15551234567", wa_id="15551234567")
+    contact = Contact.objects.create(
+        channel="whatsapp", external_id="15551234567", wa_id="15551234567"
+    )
     conversation = Conversation.objects.create(
         contact=contact, channel_account_id=account.pk, channel="whatsapp"
     )
 
     def make(text="Our shop opens at 8am.", **fields):
-        return Message.objects.create(conversation=conversation, direction="out", author="bot",
-                                      text=text, status="queued", **fields)
+        return Message.objects.create(
+            conversation=conversation,
+            direction="out",
+            author="bot",
+            text=text,
+            status="queued",
+            **fields,
+        )
 
     make.account = account
     return make

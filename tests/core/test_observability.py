@@ -52,3 +52,27 @@ def test_queue_depth_is_sampled_per_queue(db, eager_tasks, redis_client, setting
         redis_client.delete(prefix + "test-depth")
     assert depths == {"test-depth": 3}
     assert metrics.QUEUE_DEPTH.labels(queue="test-depth")._value.get() == 3
+
+
+def test_a_long_task_keeps_its_broker_lease_while_it_runs(redis_client, settings):
+    import time
+    import types
+
+    from wafaa.tasks import lease_kept
+
+    key = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "") + "unacked_index"
+    tag = "test-delivery-tag-lease"
+    redis_client.zadd(key, {tag: 1000.0})  # delivered long ago: due to be handed out again
+    task = types.SimpleNamespace(
+        request=types.SimpleNamespace(is_eager=False, delivery_info={"delivery_tag": tag})
+    )
+    try:
+        with lease_kept(task, every=0.1):
+            time.sleep(0.35)
+        assert redis_client.zscore(key, tag) > time.time() - 5  # renewed while running
+        redis_client.zrem(key, tag)
+        with lease_kept(task, every=0.1):
+            time.sleep(0.25)
+        assert redis_client.zscore(key, tag) is None  # an acked delivery is not brought back
+    finally:
+        redis_client.zrem(key, tag)

@@ -58,7 +58,9 @@ class Command(BaseCommand):
         if leaked:
             problems.append(f"client tables in public: {', '.join(sorted(leaked))}")
         if not vector or vector[0] != "public":
-            problems.append(f"vector extension not in public ({vector[0] if vector else 'missing'})")
+            problems.append(
+                f"vector extension not in public ({vector[0] if vector else 'missing'})"
+            )
         expected = tenant_migrations()
         since = timezone.now() - timedelta(hours=24)
         clients = Client.objects.order_by("slug")
@@ -79,18 +81,28 @@ class Command(BaseCommand):
                     applied = set(cursor.fetchall())
                 missing = expected - applied
                 if missing:
-                    problems.append(f"{client.slug}: {len(missing)} tenant migration(s) not applied")
+                    problems.append(
+                        f"{client.slug}: {len(missing)} tenant migration(s) not applied"
+                    )
                 row = (
-                    Document.objects.count(), Chunk.objects.count(), Conversation.objects.count(),
+                    Document.objects.count(),
+                    Chunk.objects.count(),
+                    Conversation.objects.count(),
                     Message.objects.filter(created_at__gte=since).count(),
                     Conversation.objects.filter(mode="handoff").count(),
-                    Message.objects.filter(direction="out", status="failed", created_at__gte=since).count(),
+                    Message.objects.filter(
+                        direction="out", status="failed", created_at__gte=since
+                    ).count(),
                 )
-            channels = ", ".join(
-                f"{a.kind}:{a.external_id} ({a.last_seen_at:%Y-%m-%d %H:%M} )" if a.last_seen_at
-                else f"{a.kind}:{a.external_id} (never)"
-                for a in ChannelAccount.objects.filter(client=client)
-            ) or "-"
+            channels = (
+                ", ".join(
+                    f"{a.kind}:{a.external_id} ({a.last_seen_at:%Y-%m-%d %H:%M} )"
+                    if a.last_seen_at
+                    else f"{a.kind}:{a.external_id} (never)"
+                    for a in ChannelAccount.objects.filter(client=client)
+                )
+                or "-"
+            )
             self.stdout.write(
                 f"{client.slug:24} {client.status:9} {row[0]:>5} {row[1]:>7} {row[2]:>6} {row[3]:>8} "
                 f"{row[4]:>7} {row[5]:>6}  {channels}"
