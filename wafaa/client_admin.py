@@ -83,6 +83,23 @@ class ClientDataAdminSite(admin.AdminSite):
 site = ClientDataAdminSite(name="client_admin")
 
 
+class NoHistoryMixin:
+    """Django's admin history (LogEntry) lives in `public` and points at content types, which
+    differ per schema; changes here are not written to it (conversation events record them)."""
+
+    def log_addition(self, request, obj, message):
+        return None
+
+    def log_change(self, request, obj, message):
+        return None
+
+    def log_deletion(self, request, obj, object_repr):
+        return None
+
+    def log_deletions(self, request, queryset):
+        return None
+
+
 class MessageInline(admin.TabularInline):
     model = Message
     fk_name = "conversation"
@@ -120,7 +137,7 @@ class EventInline(admin.TabularInline):
 
 
 @admin.register(Conversation, site=site)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(NoHistoryMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "contact",
@@ -149,14 +166,14 @@ class ConversationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Contact, site=site)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(NoHistoryMixin, admin.ModelAdmin):
     list_display = ["name", "channel", "external_id", "wa_id", "first_seen_at", "last_seen_at"]
     list_filter = ["channel"]
     search_fields = ["name", "external_id", "wa_id", "user_id"]
 
 
 @admin.register(Message, site=site)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(NoHistoryMixin, admin.ModelAdmin):
     list_display = [
         "created_at",
         "conversation",
