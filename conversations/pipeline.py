@@ -155,7 +155,7 @@ def _draft_for(
     from knowledge.services import retrieve
 
     chunks = retrieve(question, k=5)
-    best = max((c.similarity or 0.0 for c in chunks), default=0.0)
+    best = max((_confidence(c) for c in chunks), default=0.0)
     citations = [
         {
             "chunk_id": c.chunk_id,
@@ -182,7 +182,7 @@ def _draft_for(
         result = answerer.extractive_answer(
             question,
             [
-                {"text": c.text, "metadata": c.metadata, "score": c.similarity or 0.0}
+                {"text": c.text, "metadata": c.metadata, "score": _confidence(c)}
                 for c in chunks
             ],
             min_score=client.confidence_threshold,
@@ -244,6 +244,14 @@ def _draft_for(
         latency_ms=result.latency_ms,
         handoff_reason="model_suggested" if wants_handoff else "",
     )
+
+
+def _confidence(chunk) -> float:
+    """How sure retrieval is that a chunk answers: its vector similarity or its keyword score
+    (both 0..1), whichever is higher. Keyword evidence counts as much as meaning: an Arabic
+    question naming a product that an Arabic FAQ names is a match even when the multilingual
+    model scores the pair low."""
+    return max(chunk.similarity or 0.0, chunk.keyword_rank or 0.0)
 
 
 def _handoff_ack(language: str) -> str:
