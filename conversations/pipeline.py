@@ -181,10 +181,7 @@ def _draft_for(
     if chat is None:
         result = answerer.extractive_answer(
             question,
-            [
-                {"text": c.text, "metadata": c.metadata, "score": _confidence(c)}
-                for c in chunks
-            ],
+            [{"text": c.text, "metadata": c.metadata, "score": _confidence(c)} for c in chunks],
             min_score=client.confidence_threshold,
         )
         return Draft(
@@ -309,7 +306,7 @@ def _context(conversation: Conversation, exclude: list) -> list[dict]:
 def _store_and_send(
     client, conversation, pending, draft: Draft, started: float, *, send=True
 ) -> str:
-    from channels_app.tasks import message_send_task
+    from channels_app.tasks import message_mark_read_task, message_send_task
     from tenants.services import usage_add
 
     with transaction.atomic():
@@ -352,6 +349,10 @@ def _store_and_send(
         )
         if send:
             transaction.on_commit(lambda: message_send_task.delay(reply.pk))
+            if conversation.channel == "whatsapp" and pending[-1].external_id:
+                # Blue ticks on the customer's side: their messages were read and answered.
+                last_inbound = pending[-1].pk
+                transaction.on_commit(lambda: message_mark_read_task.delay(last_inbound))
     metrics.REPLIES.labels(outcome=draft.outcome).inc()
     first = min(m.created_at for m in pending)
     metrics.REPLY_LATENCY.observe((timezone.now() - first).total_seconds())

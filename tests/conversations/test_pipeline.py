@@ -67,6 +67,10 @@ def test_a_question_gets_one_grounded_reply_sent_to_whatsapp(
     message.refresh_from_db()
     assert message.status == "answered"
     assert fake_graph.sent_texts() == [reply.text]
+    reads = [r.json for r in fake_graph.requests if (r.json or {}).get("status") == "read"]
+    assert reads == [
+        {"messaging_product": "whatsapp", "status": "read", "message_id": message.external_id}
+    ]
     # The prompt carried the knowledge, the question and the persona.
     [call] = online.chat_calls
     system = call["messages"][0]["content"]

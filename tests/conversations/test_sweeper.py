@@ -42,3 +42,28 @@ def test_an_inbound_message_whose_task_was_lost_is_answered(
     message.refresh_from_db()
     assert message.status == "answered"
     assert fake_graph.sent_texts() == ["Refunds are possible within 7 days with the receipt."]
+
+
+def test_idle_handoffs_go_back_to_the_bot(in_tenant_a, settings):
+    from conversations import handoff
+    from conversations.models import Conversation
+
+    settings.HANDOFF_IDLE_MINUTES = 30
+    account = ChannelAccountFactory(client=in_tenant_a)
+    idle_msg, _ = services.message_receive(
+        account=account, inbound=inbound("help", wa_id="15550000001")
+    )
+    busy_msg, _ = services.message_receive(
+        account=account, inbound=inbound("help", wa_id="15550000002")
+    )
+    Conversation.objects.filter(pk__in=[idle_msg.conversation_id, busy_msg.conversation_id]).update(
+        mode="handoff", handoff_at=timezone.now()
+    )
+    Conversation.objects.filter(pk=idle_msg.conversation_id).update(
+        updated_at=timezone.now() - timedelta(minutes=45)
+    )
+    assert handoff.handoffs_expire() == 1
+    assert Conversation.objects.get(pk=idle_msg.conversation_id).mode == "bot"
+    assert Conversation.objects.get(pk=busy_msg.conversation_id).mode == "handoff"
+    event = Conversation.objects.get(pk=idle_msg.conversation_id).events.get()
+    assert (event.kind, event.actor) == ("resume", "system")
