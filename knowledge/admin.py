@@ -20,6 +20,7 @@ from django.urls import reverse
 
 from knowledge import services
 from knowledge.models import Chunk, Document
+from wafaa.admin_history import NoHistoryMixin
 from wafaa.errors import ApplicationError
 
 CHUNKS_SHOWN = 50
@@ -86,7 +87,7 @@ class DocumentUploadForm(forms.ModelForm):
         return cleaned
 
 
-class DocumentAdmin(admin.ModelAdmin):
+class DocumentAdmin(NoHistoryMixin, admin.ModelAdmin):
     list_display = [
         "title",
         "kind",
@@ -175,20 +176,6 @@ class DocumentAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         if change:
             super().save_related(request, form, formsets, change)
-
-    def log_addition(self, request, obj, message):
-        # LogEntry lives in `public` and points at content types; the per-client site's
-        # objects are in the client's schema, so the main admin's history cannot follow them.
-        return None
-
-    def log_change(self, request, obj, message):
-        return None
-
-    def log_deletion(self, request, obj, object_repr):
-        return None
-
-    def log_deletions(self, request, queryset):
-        return None
 
     # -- reindex and delete through the services ---------------------------------------------
 

@@ -21,6 +21,7 @@ from conversations.models import Contact, Conversation, ConversationEvent, Messa
 from knowledge.admin import DocumentAdmin
 from knowledge.models import Document
 from tenants.models import Client
+from wafaa.admin_history import NoHistoryMixin
 
 SESSION_KEY = "wafaa_admin_client_id"
 
@@ -81,23 +82,6 @@ class ClientDataAdminSite(admin.AdminSite):
 
 
 site = ClientDataAdminSite(name="client_admin")
-
-
-class NoHistoryMixin:
-    """Django's admin history (LogEntry) lives in `public` and points at content types, which
-    differ per schema; changes here are not written to it (conversation events record them)."""
-
-    def log_addition(self, request, obj, message):
-        return None
-
-    def log_change(self, request, obj, message):
-        return None
-
-    def log_deletion(self, request, obj, object_repr):
-        return None
-
-    def log_deletions(self, request, queryset):
-        return None
 
 
 class MessageInline(admin.TabularInline):
