@@ -145,3 +145,49 @@ def test_token_bucket_limits_a_number_to_its_rate(in_tenant_a, settings):
     waits = [services.pace(account=account, recipient=f"1555000{i:04d}") for i in range(8)]
     assert waits[:5] == [0, 0, 0, 0, 0]
     assert all(w > 0 for w in waits[5:])
+
+
+def test_inbound_media_is_fetched_by_id_within_the_size_limit(outbound, fake_graph, settings):
+    from channels_app import graph
+
+    fake_graph.add_media("media-123", b"\xff\xd8\xff" + b"0" * 1000, "image/jpeg")
+    conversation = outbound().conversation
+    message = Message.objects.create(
+        conversation=conversation,
+        direction="in",
+        author="customer",
+        type="image",
+        media_id="media-123",
+        status="stored",
+        external_id="wamid.IMG1",
+    )
+    data = services.media_fetch(message_id=message.pk)
+    assert data.startswith(b"\xff\xd8\xff") and len(data) == 1003
+    message.refresh_from_db()
+    assert message.media_mime_type == "image/jpeg" and message.raw["media_size"] == 1003
+    settings.MEDIA_MAX_BYTES = 100
+    with pytest.raises(graph.MediaTooLargeError):
+        services.media_fetch(message_id=message.pk)
+
+
+def test_silent_channel_accounts_are_flagged_once(in_tenant_a, settings, caplog):
+    import logging
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.CHANNEL_SILENT_AFTER_MINUTES = 60
+    silent = ChannelAccountFactory(client=in_tenant_a, external_id="5550000101")
+    fresh = ChannelAccountFactory(client=in_tenant_a, external_id="5550000102")
+    ChannelAccount.objects.filter(pk=silent.pk).update(
+        last_seen_at=timezone.now() - timedelta(hours=3)
+    )
+    ChannelAccount.objects.filter(pk=fresh.pk).update(last_seen_at=timezone.now())
+    with caplog.at_level(logging.WARNING, logger="channels_app.services"):
+        assert services.channel_accounts_flag_silent() >= 1
+        services.channel_accounts_flag_silent()
+    warnings = [r for r in caplog.records if "silent" in r.getMessage() and r.account == silent.pk]
+    assert len(warnings) == 1  # logged when it goes silent, not on every check
+    silent.refresh_from_db()
+    fresh.refresh_from_db()
+    assert silent.silent_flagged_at is not None and fresh.silent_flagged_at is None
