@@ -184,3 +184,12 @@ def test_log_lines_are_json_with_the_request_id(client, capsys):
     assert line["trace_id"] == "trace-12345678"
     assert line["level"] == "INFO"
     assert "15550001234" not in line["event"]  # phone numbers are masked
+
+
+def test_ready_turns_503_when_the_drain_file_exists(client, tmp_path, monkeypatch):
+    drain = tmp_path / "drain"
+    monkeypatch.setenv("READY_DRAIN_FILE", str(drain))
+    assert client.get("/ready").status_code == 200
+    drain.touch()
+    response = client.get("/ready")
+    assert response.status_code == 503 and response.json()["status"] == "draining"
