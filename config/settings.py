@@ -280,6 +280,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Keep database connections across tasks (Celery closes them after every task otherwise);
 # Django still drops them after DB_CONN_MAX_AGE or when unusable.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
+# tenant-schemas-celery looks the task's client up by schema; a few seconds of cache saves a
+# query per task. A change to a client's bot settings reaches the workers within that time.
+CELERY_TASK_TENANT_CACHE_SECONDS = env_int("CELERY_TASK_TENANT_CACHE_SECONDS", 10)
 # Reply-path tasks are short; document ingestion sets its own, longer limits.
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 40)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 50)

@@ -94,8 +94,10 @@ class WafaaTask(TenantTask):
         # Retries are new messages with the same id: count deliveries per retry number.
         key = f"wafaa:tasks:deliveries:{request.id}:{request.retries or 0}"
         try:
-            count = client.incr(key)
-            client.expire(key, 24 * 3600)
+            pipe = client.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, 24 * 3600)
+            count = pipe.execute()[0]
         except Exception:  # Redis trouble must not stop work; the broker is Redis anyway
             return False
         if count <= settings.CELERY_MAX_DELIVERIES:

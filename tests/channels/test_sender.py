@@ -191,3 +191,30 @@ def test_silent_channel_accounts_are_flagged_once(in_tenant_a, settings, caplog)
     silent.refresh_from_db()
     fresh.refresh_from_db()
     assert silent.silent_flagged_at is not None and fresh.silent_flagged_at is None
+
+
+def test_instagram_replies_go_to_the_instagram_send_api(in_tenant_a, fake_graph, settings):
+    settings.SAME_CUSTOMER_SPACING_MS = 0
+    account = ChannelAccountFactory(
+        client=in_tenant_a, kind="instagram", external_id="17841400000000099"
+    )
+    contact = Contact.objects.create(channel="instagram", external_id="6789012345")
+    conversation = Conversation.objects.create(
+        contact=contact, channel_account_id=account.pk, channel="instagram"
+    )
+    message = Message.objects.create(
+        conversation=conversation,
+        direction="out",
+        author="bot",
+        text="Hello from the shop",
+        status="queued",
+    )
+    assert services.message_send(message_id=message.pk) == "sent"
+    [request] = fake_graph.message_sends()
+    assert request.path.endswith("/17841400000000099/messages")
+    assert request.json == {
+        "recipient": {"id": "6789012345"},
+        "message": {"text": "Hello from the shop"},
+    }
+    message.refresh_from_db()
+    assert message.external_id.startswith("mid.")
