@@ -15,6 +15,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from tenants import selectors, services
 from tenants.api import serializers as s
 from tenants.models import Client, Membership
+from wafaa import ratelimit
 from wafaa.api.base import ClientScopedAPIView
 from wafaa.api.pagination import StandardPagination
 from wafaa.errors import PermissionDeniedError
@@ -57,9 +58,12 @@ class LoginApi(PublicAuthApi):
         data = s.LoginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         email = data.validated_data["email"].lower()
+        ratelimit.check_login_allowed(email=email)
         user = authenticate(request, username=email, password=data.validated_data["password"])
         if user is None:
+            ratelimit.record_login_failure(email=email)
             raise AuthenticationFailed("Wrong email or password.")
+        ratelimit.clear_login_failures(email=email)
         client_id = data.validated_data.get("client")
         memberships = list(user.memberships.values_list("client_id", flat=True))
         if client_id is not None:

@@ -300,3 +300,35 @@ def test_set_password_refuses_a_weak_password_and_keeps_the_token_usable(api, te
         format="json",
     )
     assert ok.status_code == 204
+
+
+def test_repeated_wrong_passwords_lock_the_login_for_a_while(api, db, redis_client):
+    from tests.tenants.factories import UserFactory
+    from wafaa.ratelimit import LOGIN_FAILURES_ALLOWED, _login_key
+
+    user = UserFactory(email="locked@example.com", username="locked@example.com")
+    user.set_password("the-right-password-123")
+    user.save()
+    redis_client.delete(_login_key(user.email))
+    try:
+        for _ in range(LOGIN_FAILURES_ALLOWED):
+            wrong = api.post(
+                "/api/v1/auth/login", {"email": user.email, "password": "nope-nope"}, format="json"
+            )
+            assert wrong.status_code == 401
+        locked = api.post(
+            "/api/v1/auth/login",
+            {"email": user.email, "password": "the-right-password-123"},
+            format="json",
+        )
+        assert locked.status_code == 429
+        assert locked.json()["error"]["code"] == "rate_limited" and int(locked["Retry-After"]) > 0
+        redis_client.delete(_login_key(user.email))  # the window passes
+        ok = api.post(
+            "/api/v1/auth/login",
+            {"email": user.email, "password": "the-right-password-123"},
+            format="json",
+        )
+        assert ok.status_code == 200
+    finally:
+        redis_client.delete(_login_key(user.email))
