@@ -108,7 +108,7 @@ INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_
 TENANT_MODEL = "tenants.Client"
 TENANT_DOMAIN_MODEL = "tenants.Domain"
 PUBLIC_SCHEMA_NAME = "public"
-# New client schemas run the tenant migrations (~0.3 s each, see docs/performance.md).
+# New client schemas are copied from the migrated template schema (tenants.cloning).   
 # django-tenants' schema cloning was measured too, but its clone_schema() drops the vector
 # column's dimensions (pgvector typmod), which the HNSW index needs.
 TENANT_DOMAIN_SUFFIX = env("TENANT_DOMAIN_SUFFIX", "clients.wafaa.local")

@@ -97,6 +97,21 @@ class Client(TenantMixin, TimeStampedModel):
     def effective_model(self) -> str:
         return self.llm_model or settings.LLM_MODEL
 
+    def create_schema(self, check_if_exists=False, sync_schema=True, verbosity=1):
+        """Copy the migrated template schema when it is ready (fast), else run the migrations."""
+        from django.db import transaction
+        from django_tenants.utils import schema_exists
+
+        from tenants import cloning
+
+        if sync_schema and cloning.template_ready():
+            if check_if_exists and schema_exists(self.schema_name):
+                return False
+            with transaction.atomic():
+                cloning.clone_template_into(self.schema_name)
+            return True
+        return super().create_schema(check_if_exists, sync_schema, verbosity)
+
 
 class Domain(DomainMixin):
     pass

@@ -37,6 +37,9 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
     get_redis().flushdb()
     with django_db_blocker.unblock():
+        from tenants.cloning import template_prepare
+
+        template_prepare()
         for slug in TEST_SLUGS.values():
             if not Client.objects.filter(slug=slug).exists():
                 client_create(name=f"Test {slug}", slug=slug)

@@ -16,6 +16,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         verbosity = options["verbosity"]
         call_command("migrate_schemas", interactive=False, verbosity=max(0, verbosity - 1))
+        # The template new client schemas are copied from (tenants.cloning).
+        from tenants.cloning import template_prepare
+
+        template_prepare(verbosity=max(0, verbosity - 1))
         if options["demo"]:
             from wafaa.demo import demo_ensure
 
