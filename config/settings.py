@@ -111,6 +111,7 @@ PUBLIC_SCHEMA_NAME = "public"
 # New client schemas are copied from the migrated template schema (tenants.cloning), about
 # 0.05 s each; django-tenants' own cloner (TENANT_BASE_SCHEMA) is not used: its clone_schema()
 # drops the dimensions of pgvector columns.
+TENANT_DOMAIN_SUFFIX = env("TENANT_DOMAIN_SUFFIX", "clients.wafaa.local")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
