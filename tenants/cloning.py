@@ -33,15 +33,19 @@ def tenant_migrations_on_disk() -> frozenset[tuple[str, str]]:
     return frozenset(key for key in loader.disk_migrations if key[0] in labels)
 
 
-def template_ready() -> bool:
-    """The template exists and has every tenant migration on disk applied."""
+def _template_migrations() -> frozenset[tuple[str, str]] | None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass(%s)", [f'"{TEMPLATE_SCHEMA}".django_migrations'])
         if cursor.fetchone()[0] is None:
-            return False
+            return None
         cursor.execute(f'SELECT app, name FROM "{TEMPLATE_SCHEMA}".django_migrations')  # noqa: S608 - a constant
-        applied = set(cursor.fetchall())
-    return tenant_migrations_on_disk() <= applied
+        return frozenset(cursor.fetchall())
+
+
+def template_ready() -> bool:
+    """The template exists and has every tenant migration on disk applied."""
+    applied = _template_migrations()
+    return applied is not None and tenant_migrations_on_disk() <= applied
 
 
 def template_prepare(verbosity: int = 0) -> None:
@@ -68,41 +72,59 @@ def _catalog(cursor, query: str) -> list[tuple]:
     return cursor.fetchall()
 
 
+# The template's structure, read once per process for each state of its migrations: the
+# catalog queries grow with the number of schemas in the database, the structure does not.
+_structure_cache: dict[frozenset | None, tuple[list, list, list]] = {}
+
+
+def _template_structure(cursor) -> tuple[list, list, list]:
+    applied = _template_migrations()
+    if applied not in _structure_cache:
+        _structure_cache.clear()
+        _structure_cache[applied] = _read_template_structure(cursor)
+    return _structure_cache[applied]
+
+
+def _read_template_structure(cursor) -> tuple[list, list, list]:
+    tables = [
+        row[0]
+        for row in _catalog(
+            cursor,
+            (
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind = 'r' ORDER BY c.relname"
+            ),
+        )
+    ]
+    constraints = _catalog(
+        cursor,
+        (
+            "SELECT cl.relname, con.conname, con.contype, pg_get_constraintdef(con.oid) "
+            "FROM pg_constraint con JOIN pg_class cl ON cl.oid = con.conrelid "
+            "JOIN pg_namespace n ON n.oid = cl.relnamespace "
+            "WHERE n.nspname = %s AND con.contype IN ('p', 'u', 'c', 'f', 'x') "
+            # Primary and unique keys first: foreign keys need them.
+            "ORDER BY CASE con.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 WHEN 'f' THEN 3 ELSE 2 END, "
+            "cl.relname, con.conname"
+        ),
+    )
+    indexes = _catalog(
+        cursor,
+        (
+            "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace "
+            "WHERE n.nspname = %s AND NOT EXISTS "
+            "(SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid) ORDER BY 1"
+        ),
+    )
+    return tables, constraints, indexes
+
+
 def clone_template_into(schema_name: str) -> None:
     """Build `schema_name` as a copy of the template's structure (call inside a transaction)."""
     quoted = f'"{schema_name}"'
     with connection.cursor() as cursor:
-        tables = [
-            row[0]
-            for row in _catalog(
-                cursor,
-                (
-                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = %s AND c.relkind = 'r' ORDER BY c.relname"
-                ),
-            )
-        ]
-        constraints = _catalog(
-            cursor,
-            (
-                "SELECT cl.relname, con.conname, con.contype, pg_get_constraintdef(con.oid) "
-                "FROM pg_constraint con JOIN pg_class cl ON cl.oid = con.conrelid "
-                "JOIN pg_namespace n ON n.oid = cl.relnamespace "
-                "WHERE n.nspname = %s AND con.contype IN ('p', 'u', 'c', 'f', 'x') "
-                # Primary and unique keys first: foreign keys need them.
-                "ORDER BY CASE con.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 WHEN 'f' THEN 3 ELSE 2 END, "
-                "cl.relname, con.conname"
-            ),
-        )
-        indexes = _catalog(
-            cursor,
-            (
-                "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i "
-                "JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace "
-                "WHERE n.nspname = %s AND NOT EXISTS "
-                "(SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid) ORDER BY 1"
-            ),
-        )
+        tables, constraints, indexes = _template_structure(cursor)
         cursor.execute(f"CREATE SCHEMA {quoted}")
         cursor.execute(f"SET search_path = {quoted}, public")
         for table in tables:
