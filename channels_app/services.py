@@ -357,6 +357,7 @@ def _send_parts(message, account: ChannelAccount) -> str:
         status=Message.Status.SENT, sent_at=timezone.now(), updated_at=timezone.now()
     )
     metrics.MESSAGES.labels(channel=account.kind, direction="out", status="sent").inc()
+    metrics.count_client_message(account.client.slug, "out")
     logger.info("message sent", extra={"message_id": str(message.pk), "parts": len(parts)})
     return Message.Status.SENT
 

@@ -134,6 +134,7 @@ def message_receive(*, account, inbound: InboundMessage) -> tuple[Message | None
 
     usage_add(client_id=account.client_id, messages_in=1)
     metrics.MESSAGES.labels(channel=account.kind, direction="in", status="received").inc()
+    metrics.count_client_message(account.client.slug, "in")
     if conversation.mode == Conversation.Mode.HANDOFF:
         from conversations import notifications
 

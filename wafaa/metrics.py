@@ -74,3 +74,16 @@ WORKER_HEARTBEAT = Gauge(
     "Newest worker heartbeat (sampled by beat)",
     multiprocess_mode="max",
 )
+CLIENT_MESSAGES = Counter(
+    "wafaa_client_messages_total",
+    "Messages per client and direction (only with PROMETHEUS_PER_CLIENT_LABELS: unbounded labels)",
+    ["client", "direction"],
+)
+
+
+def count_client_message(client_slug: str, direction: str) -> None:
+    """Per-client message counts, when the operator opted in to per-client labels."""
+    from django.conf import settings
+
+    if settings.PROMETHEUS_PER_CLIENT_LABELS:
+        CLIENT_MESSAGES.labels(client=client_slug, direction=direction).inc()

@@ -76,3 +76,22 @@ def test_a_long_task_keeps_its_broker_lease_while_it_runs(redis_client, settings
         assert redis_client.zscore(key, tag) is None  # an acked delivery is not brought back
     finally:
         redis_client.zrem(key, tag)
+
+
+def test_per_client_labels_only_when_the_operator_opts_in(in_tenant_a, settings):
+    from conversations import services
+    from tests.conversations.helpers import inbound
+    from tests.factories import ChannelAccountFactory
+    from wafaa import metrics
+
+    def count():
+        return metrics.CLIENT_MESSAGES.labels(client=in_tenant_a.slug, direction="in")._value.get()
+
+    account = ChannelAccountFactory(client=in_tenant_a)
+    settings.PROMETHEUS_PER_CLIENT_LABELS = False
+    before = count()
+    services.message_receive(account=account, inbound=inbound("hi", wa_id="15550000201"))
+    assert count() == before
+    settings.PROMETHEUS_PER_CLIENT_LABELS = True
+    services.message_receive(account=account, inbound=inbound("hi", wa_id="15550000202"))
+    assert count() == before + 1
