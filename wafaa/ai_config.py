@@ -45,6 +45,9 @@ def get_embedder():
         openai_api_key=settings.OPENAI_API_KEY or None,
         openai_base_url=settings.OPENAI_BASE_URL,
         openai_model=settings.EMBEDDING_MODEL,
+        # One HTTP call per ingestion batch: the SDK batch is never smaller than ours.
+        openai_batch_size=max(256, settings.EMBEDDING_BATCH_SIZE),
+        openai_timeout=settings.EMBEDDING_TIMEOUT,
     )
 
 
