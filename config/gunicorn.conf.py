@@ -17,9 +17,11 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def on_starting(server):
-    # Prometheus multiprocess mode: a fresh directory for each server start.
+    # Prometheus multiprocess mode: a fresh directory for each server start, unless the
+    # directory is shared with other processes started alongside (make run's worker) and the
+    # runner has already emptied it.
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
+    if directory and os.environ.get("PROMETHEUS_WIPE_ON_START", "true") == "true":
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory, exist_ok=True)
 

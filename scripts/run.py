@@ -6,6 +6,7 @@ honcho runs the Procfile in the foreground; Ctrl-C or SIGTERM stops every proces
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,7 +28,11 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("PORT", str(port))
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(ROOT / ".run" / "prometheus"))
+    # Web and worker share the metrics directory, so /metrics shows both. Emptied here, once,
+    # before either starts (gunicorn would otherwise empty it under a running worker).
+    shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+    env["PROMETHEUS_WIPE_ON_START"] = "false"
     bin_dir = Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     python = sys.executable
