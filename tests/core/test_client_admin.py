@@ -64,3 +64,43 @@ def test_the_client_admin_is_for_staff_only(client, tenant_a):
 def test_client_list_in_the_main_admin_links_to_each_clients_data(staff_client, tenant_a):
     page = staff_client.get("/admin/tenants/client/").content.decode()
     assert f"/admin/client-data/open/{tenant_a.pk}/" in page
+
+
+def test_staff_create_and_suspend_a_client_in_the_admin(staff_client):
+    from tenants.models import Client
+
+    form = {
+        "name": "Admin Made",
+        "slug": "admin-made",
+        "status": "active",
+        "api_requests_per_minute": 60,
+        "messages_per_day": 100,
+        "max_documents": 10,
+        "max_upload_bytes": 1000000,
+        "bot_name": "Bot",
+        "persona": "",
+        "languages": '["en"]',
+        "llm_model": "",
+        "handoff_keywords": '["human"]',
+        "confidence_threshold": 0.3,
+        "fallback_message": "",
+        "unsupported_media": "reply",
+        "callback_url": "",
+        "domains-TOTAL_FORMS": 0,
+        "domains-INITIAL_FORMS": 0,
+        "memberships-TOTAL_FORMS": 0,
+        "memberships-INITIAL_FORMS": 0,
+        "usage-TOTAL_FORMS": 0,
+        "usage-INITIAL_FORMS": 0,
+    }
+    response = staff_client.post("/admin/tenants/client/add/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    client = Client.objects.get(slug="admin-made")
+    assert client.schema_name == "c_admin_made" and client.messages_per_day == 100
+    assert client.domains.filter(is_primary=True).exists()
+    response = staff_client.post(
+        "/admin/tenants/client/", {"action": "suspend", "_selected_action": [client.pk]}
+    )
+    assert response.status_code == 302
+    client.refresh_from_db()
+    assert client.status == "suspended"
