@@ -225,8 +225,6 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 X_FRAME_OPTIONS = "DENY"
-# URLs typed without a scheme are https (Django 6 behaviour; callback URLs must be https).
-FORMS_URLFIELD_ASSUME_HTTPS = True
 
 # --- REST API --------------------------------------------------------------------------------
 
