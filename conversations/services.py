@@ -17,7 +17,7 @@ from django.utils import timezone
 from channels_app.providers import InboundMessage, StatusUpdate, status_transition_allowed
 from conversations.models import Contact, Conversation, ConversationEvent, Message
 from wafaa import context, metrics
-from wafaa.api.base import assert_client_schema
+from wafaa.tenancy import assert_client_schema
 
 logger = logging.getLogger(__name__)
 

@@ -51,8 +51,8 @@ from wafaa.ai.embeddings import (
     truncate_text,
 )
 from wafaa.ai_config import get_embedder
-from wafaa.api.base import assert_client_schema
 from wafaa.errors import ApplicationError, PayloadTooLargeError, PlanLimitError
+from wafaa.tenancy import assert_client_schema
 
 logger = logging.getLogger(__name__)
 

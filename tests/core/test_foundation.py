@@ -193,3 +193,12 @@ def test_ready_turns_503_when_the_drain_file_exists(client, tmp_path, monkeypatc
     drain.touch()
     response = client.get("/ready")
     assert response.status_code == 503 and response.json()["status"] == "draining"
+
+
+def test_client_services_refuse_to_run_in_public(db):
+    from conversations import services
+    from tests.conversations.helpers import inbound
+    from wafaa.tenancy import PublicSchemaError
+
+    with pytest.raises(PublicSchemaError):
+        services.message_receive(account=None, inbound=inbound("hi"))

@@ -77,9 +77,3 @@ class ClientScopedAPIView(APIView):
         page = paginator.paginate_queryset(queryset, request, view=self)
         data = serializer_class(page, many=True, context=context or {"request": request}).data
         return paginator.get_paginated_response(data)
-
-
-def assert_client_schema() -> None:
-    """Fail loudly if client data is touched while the connection is in `public`."""
-    if connection.schema_name == "public":
-        raise RuntimeError("client-scoped code ran in the public schema")
