@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -263,3 +264,46 @@ def normalise_errors(errors: Any) -> list[dict[str, Any]]:
             }
         )
     return result
+
+
+# --- Shared walking of Meta's envelopes --------------------------------------------------------
+
+
+class SkipPart(Exception):  # noqa: N818 - a control-flow signal, not an error to report
+    """A part of the payload that cannot be used; the reason goes to `ParsedWebhook.errors`."""
+
+
+class IgnorePart(Exception):  # noqa: N818 - a control-flow signal, not an error to report
+    """A part we understand and deliberately skip; the reason goes to `ParsedWebhook.ignored`."""
+
+
+def collect(build: Callable[[], Any], where: str, into: list[Any], result: ParsedWebhook) -> None:
+    """Append `build()` to `into`; a skipped, ignored or broken part is recorded, not raised,
+    because Meta batches events and one odd event must not lose its siblings."""
+    try:
+        into.append(build())
+    except IgnorePart as reason:
+        result.ignored.append(str(reason))
+    except SkipPart as reason:
+        result.errors.append(f"{where}: {reason}")
+    except Exception as exc:
+        result.errors.append(f"{where}: unexpected {type(exc).__name__}")
+
+
+def iter_entries(payload: Any, object_name: str, result: ParsedWebhook):
+    """Yield `(where, entry)` for each well-formed `entry[]` of a payload of `object_name`,
+    recording in `result.errors` what is not (the payload itself, or an entry)."""
+    if not isinstance(payload, dict) or payload.get("object") != object_name:
+        article = "an" if object_name[0] in "aeiou" else "a"
+        result.errors.append(f"not {article} {object_name} payload")
+        return
+    entries = payload.get("entry")
+    if not isinstance(entries, list):
+        result.errors.append("entry is not a list")
+        return
+    for index, entry in enumerate(entries):
+        where = f"entry[{index}]"
+        if isinstance(entry, dict):
+            yield where, entry
+        else:
+            result.errors.append(f"{where}: not an object")

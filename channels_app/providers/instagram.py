@@ -18,15 +18,20 @@ recipient id. Timestamps are unix milliseconds. Parsing never raises; see whatsa
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from .base import (
     INSTAGRAM,
+    IgnorePart,
     InboundMessage,
     ParsedWebhook,
+    SkipPart,
     as_dict,
     as_list,
     as_str,
+    collect,
+    iter_entries,
     parse_unix_timestamp,
     utc_now,
 )
@@ -51,34 +56,15 @@ ATTACHMENT_TYPES = {
 IGNORED_EVENTS = ("read", "delivery", "referral", "optin", "message_edit", "standby_receipt")
 
 
-class _SkipError(Exception):
-    """A malformed part; the reason goes to `ParsedWebhook.errors`."""
-
-
-class _IgnoreError(Exception):
-    """An event we understand and skip on purpose; the reason goes to `ParsedWebhook.ignored`."""
-
-
 def parse(payload: Any) -> ParsedWebhook:
     """Parse one webhook body (already JSON-decoded). Never raises."""
     result = ParsedWebhook()
-    if not isinstance(payload, dict) or payload.get("object") != OBJECT:
-        result.errors.append("not an instagram payload")
-        return result
-    entries = payload.get("entry")
-    if not isinstance(entries, list):
-        result.errors.append("entry is not a list")
-        return result
-
-    for entry_index, entry in enumerate(entries):
-        where = f"entry[{entry_index}]"
-        if not isinstance(entry, dict):
-            result.errors.append(f"{where}: not an object")
-            continue
+    for where, entry in iter_entries(payload, OBJECT, result):
         account_id = as_str(entry.get("id"))
         for key, standby in (("messaging", False), ("standby", True)):
             for index, item in enumerate(as_list(entry.get(key))):
-                _collect(item, account_id, standby, f"{where}.{key}[{index}]", result)
+                build = partial(_parse_item, item, account_id, standby)
+                collect(build, f"{where}.{key}[{index}]", result.messages, result)
         for index, change in enumerate(as_list(entry.get("changes"))):
             change_where = f"{where}.changes[{index}]"
             if not isinstance(change, dict):
@@ -86,26 +72,14 @@ def parse(payload: Any) -> ParsedWebhook:
             elif change.get("field") != "messages":
                 result.ignored.append(f"unknown_field:{change.get('field')}")
             else:
-                _collect(change.get("value"), account_id, False, change_where, result)
+                build = partial(_parse_item, change.get("value"), account_id, False)
+                collect(build, change_where, result.messages, result)
     return result
-
-
-def _collect(
-    item: Any, account_id: str | None, standby: bool, where: str, result: ParsedWebhook
-) -> None:
-    try:
-        result.messages.append(_parse_item(item, account_id, standby))
-    except _IgnoreError as reason:
-        result.ignored.append(str(reason))
-    except _SkipError as reason:
-        result.errors.append(f"{where}: {reason}")
-    except Exception as exc:  # one odd event must not lose its siblings
-        result.errors.append(f"{where}: unexpected {type(exc).__name__}")
 
 
 def _parse_item(item: Any, entry_account_id: str | None, standby: bool) -> InboundMessage:
     if not isinstance(item, dict):
-        raise _SkipError("not an object")
+        raise SkipPart("not an object")
     sender_id = as_str(as_dict(item.get("sender")).get("id"))
     recipient_id = as_str(as_dict(item.get("recipient")).get("id"))
     account_id = entry_account_id or recipient_id
@@ -113,18 +87,18 @@ def _parse_item(item: Any, entry_account_id: str | None, standby: bool) -> Inbou
 
     # Copies of messages the business sent (from us, or from a human in the Instagram app).
     if isinstance(message, dict) and message.get("is_echo"):
-        raise _IgnoreError("echo")
+        raise IgnorePart("echo")
     if account_id and sender_id == account_id:
-        raise _IgnoreError("echo")
+        raise IgnorePart("echo")
 
     for event in IGNORED_EVENTS:
         if event in item and "message" not in item:
-            raise _IgnoreError(event)
+            raise IgnorePart(event)
 
     if not account_id:
-        raise _SkipError("no account id (entry.id or recipient.id)")
+        raise SkipPart("no account id (entry.id or recipient.id)")
     if not sender_id:
-        raise _SkipError("missing sender.id")
+        raise SkipPart("missing sender.id")
 
     # Instagram sends timestamps as unix milliseconds (sometimes as a string in `changes`).
     timestamp = parse_unix_timestamp(item.get("timestamp"), milliseconds=True) or utc_now()
@@ -144,7 +118,7 @@ def _parse_item(item: Any, entry_account_id: str | None, standby: bool) -> Inbou
         return _reaction(item["reaction"], sender_id, timestamp, common)
     if isinstance(item.get("postback"), dict):
         return _postback(item["postback"], sender_id, timestamp, common)
-    raise _IgnoreError("unknown_event:" + ",".join(sorted(k for k in item if k not in _ENVELOPE)))
+    raise IgnorePart("unknown_event:" + ",".join(sorted(k for k in item if k not in _ENVELOPE)))
 
 
 _ENVELOPE = ("sender", "recipient", "timestamp")
@@ -153,7 +127,7 @@ _ENVELOPE = ("sender", "recipient", "timestamp")
 def _message(message: dict[str, Any], common: dict[str, Any]) -> InboundMessage:
     mid = as_str(message.get("mid"))
     if not mid:
-        raise _SkipError("missing message.mid")
+        raise SkipPart("missing message.mid")
     text = message.get("text") if isinstance(message.get("text"), str) else ""
     reply_to = as_dict(message.get("reply_to"))
     story = as_dict(reply_to.get("story"))
@@ -197,7 +171,7 @@ def _reaction(
 ) -> InboundMessage:
     reacted_mid = as_str(reaction.get("mid"))
     if not reacted_mid:
-        raise _SkipError("missing reaction.mid")
+        raise SkipPart("missing reaction.mid")
     # Instagram reactions have no id of their own (`mid` is the message reacted to), so one is
     # derived from what Meta sends identically on every redelivery.
     millis = int(timestamp.timestamp() * 1000)

@@ -19,18 +19,21 @@ the rest of the payload is still returned, because Meta retries the whole POST u
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
 from .base import (
     META_STATUSES,
     WHATSAPP,
+    IgnorePart,
     InboundMessage,
     ParsedWebhook,
+    SkipPart,
     StatusUpdate,
     as_dict,
     as_list,
     as_str,
+    collect,
+    iter_entries,
     normalise_errors,
     parse_unix_timestamp,
     utc_now,
@@ -59,19 +62,7 @@ KNOWN_TYPES = (
 def parse(payload: Any) -> ParsedWebhook:
     """Parse one webhook body (already JSON-decoded). Never raises."""
     result = ParsedWebhook()
-    if not isinstance(payload, dict) or payload.get("object") != OBJECT:
-        result.errors.append("not a whatsapp_business_account payload")
-        return result
-    entries = payload.get("entry")
-    if not isinstance(entries, list):
-        result.errors.append("entry is not a list")
-        return result
-
-    for entry_index, entry in enumerate(entries):
-        where = f"entry[{entry_index}]"
-        if not isinstance(entry, dict):
-            result.errors.append(f"{where}: not an object")
-            continue
+    for where, entry in iter_entries(payload, OBJECT, result):
         changes = entry.get("changes")
         if not isinstance(changes, list):
             result.errors.append(f"{where}: changes is not a list")
@@ -163,38 +154,19 @@ def _parse_change(change: Any, where: str, result: ParsedWebhook) -> None:
 
     contacts = [c for c in as_list(value.get("contacts")) if isinstance(c, dict)]
     for index, message in enumerate(as_list(value.get("messages"))):
-        _collect(
+        collect(
             lambda m=message: _parse_message(m, phone_number_id, contacts),
             f"{where}.messages[{index}]",
             result.messages,
             result,
         )
     for index, status in enumerate(as_list(value.get("statuses"))):
-        _collect(
+        collect(
             lambda s=status: _parse_status(s, phone_number_id),
             f"{where}.statuses[{index}]",
             result.statuses,
             result,
         )
-
-
-class _SkipError(Exception):
-    """A part of the payload that cannot be used; the reason goes to `ParsedWebhook.errors`."""
-
-
-class _IgnoreError(Exception):
-    """A part we understand and deliberately skip; the reason goes to `ParsedWebhook.ignored`."""
-
-
-def _collect(build: Callable[[], Any], where: str, into: list[Any], result: ParsedWebhook) -> None:
-    try:
-        into.append(build())
-    except _IgnoreError as reason:
-        result.ignored.append(str(reason))
-    except _SkipError as reason:
-        result.errors.append(f"{where}: {reason}")
-    except Exception as exc:  # one odd event must not lose its siblings
-        result.errors.append(f"{where}: unexpected {type(exc).__name__}")
 
 
 def _match_contact(message: dict[str, Any], contacts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -221,17 +193,17 @@ def _parse_message(
     message: Any, phone_number_id: str, contacts: list[dict[str, Any]]
 ) -> InboundMessage:
     if not isinstance(message, dict):
-        raise _SkipError("not an object")
+        raise SkipPart("not an object")
     message_id = as_str(message.get("id"))
     if not message_id:
-        raise _SkipError("missing id")
+        raise SkipPart("missing id")
 
     contact = _match_contact(message, contacts)
     wa_id = as_str(message.get("from")) or as_str(contact.get("wa_id"))
     user_id = as_str(message.get("from_user_id")) or as_str(contact.get("user_id"))
     contact_key = user_id or wa_id
     if not contact_key:
-        raise _SkipError("no sender (from, from_user_id or contacts)")
+        raise SkipPart("no sender (from, from_user_id or contacts)")
     profile = as_dict(contact.get("profile"))
 
     original_type = as_str(message.get("type")) or "unsupported"
@@ -337,15 +309,15 @@ def _contacts_text(cards: list[Any]) -> str:
 
 def _parse_status(status: Any, phone_number_id: str) -> StatusUpdate:
     if not isinstance(status, dict):
-        raise _SkipError("not an object")
+        raise SkipPart("not an object")
     message_id = as_str(status.get("id"))
     if not message_id:
-        raise _SkipError("missing id")
+        raise SkipPart("missing id")
     value = as_str(status.get("status"))
     if not value:
-        raise _SkipError("missing status")
+        raise SkipPart("missing status")
     if value not in META_STATUSES:
-        raise _IgnoreError(f"unknown_status:{value}")
+        raise IgnorePart(f"unknown_status:{value}")
     return StatusUpdate(
         channel=WHATSAPP,
         account_external_id=phone_number_id,
