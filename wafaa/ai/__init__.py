@@ -25,6 +25,23 @@ class ProviderFailure:
     status_code: int | None = None
 
 
+class AIServiceError(Exception):
+    """A call to an AI provider failed; `code` is stable, `message` is safe to show and log.
+
+    `transient` says whether retrying later may succeed; each client (embeddings, chat) has
+    its own subclasses so callers can tell which service failed.
+    """
+
+    transient = False
+    default_code = "ai_failed"
+
+    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.status_code = status_code
+
+
 def scrub_secrets(text: str, *secrets: str | None) -> str:
     """Remove API keys (given, and anything shaped like one) from a provider's message."""
     for secret in secrets:

@@ -30,21 +30,15 @@ from itertools import pairwise
 
 import numpy as np
 
-from wafaa.ai import classify_openai_error
+from wafaa.ai import AIServiceError, classify_openai_error
 
 LOCAL_DIMENSIONS = 512
 
 
-class EmbeddingError(Exception):
+class EmbeddingError(AIServiceError):
     """An embedding request failed; `code` is stable, `message` is safe to show and log."""
 
-    transient = False
-
-    def __init__(self, message: str, *, code: str = "embedding_failed", status_code=None):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.status_code = status_code
+    default_code = "embedding_failed"
 
 
 class EmbeddingTransientError(EmbeddingError):

@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from wafaa.ai import classify_openai_error
+from wafaa.ai import AIServiceError, classify_openai_error
 
 HANDOFF_MARKER = "[HANDOFF]"
 # Models sometimes vary the marker's spacing or case; accept those too.
@@ -37,16 +37,10 @@ LANGUAGE_NAMES = {
 }
 
 
-class LLMError(Exception):
+class LLMError(AIServiceError):
     """A chat completion failed; `code` is stable, `message` is safe to show and log."""
 
-    transient = False
-
-    def __init__(self, message: str, *, code: str = "llm_failed", status_code: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.status_code = status_code
+    default_code = "llm_failed"
 
 
 class LLMTransientError(LLMError):
