@@ -13,7 +13,6 @@ Writes bench/results/pipeline.json.
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import sys
 import time
@@ -56,6 +55,7 @@ def main() -> int:
 
     from channels_app.models import ChannelAccount
     from channels_app.providers import sign_body
+    from conversations.management.commands.simulate_message import webhook_body
     from knowledge.models import Document
     from tests.conversations.helpers import add_faq_knowledge
     from tests.fakes.graph_api import FakeGraphApi
@@ -109,40 +109,13 @@ def main() -> int:
 
         def post(n: int) -> None:
             wa_id = f"2{run[:3].encode().hex()[:4]}{n:07d}"[:15]
-            body = json.dumps(
-                {
-                    "object": "whatsapp_business_account",
-                    "entry": [
-                        {
-                            "id": "1",
-                            "changes": [
-                                {
-                                    "field": "messages",
-                                    "value": {
-                                        "messaging_product": "whatsapp",
-                                        "metadata": {
-                                            "display_phone_number": "1",
-                                            "phone_number_id": account.external_id,
-                                        },
-                                        "contacts": [
-                                            {"profile": {"name": "Bench"}, "wa_id": wa_id}
-                                        ],
-                                        "messages": [
-                                            {
-                                                "from": wa_id,
-                                                "id": f"wamid.PIPE{run}{n:07d}",
-                                                "timestamp": str(int(time.time())),
-                                                "type": "text",
-                                                "text": {"body": "What are your opening hours?"},
-                                            }
-                                        ],
-                                    },
-                                }
-                            ],
-                        }
-                    ],
-                }
-            ).encode()
+            body = webhook_body(
+                phone_number_id=account.external_id,
+                wa_id=wa_id,
+                name="Bench",
+                message_id=f"wamid.PIPE{run}{n:07d}",
+                text="What are your opening hours?",
+            )
             sent_at[wa_id] = time.monotonic()
             response = session.post(
                 url,

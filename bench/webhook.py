@@ -12,13 +12,11 @@ p50/p99 latency of both, and the ratio; writes bench/results/webhook.json.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -115,6 +113,7 @@ def main() -> int:
     from bench.common import bench_client
     from channels_app.models import ChannelAccount
     from channels_app.providers import sign_body
+    from conversations.management.commands.simulate_message import webhook_body
 
     client = bench_client("bench-webhook")
     phone_id = "199999999999001"
@@ -131,44 +130,13 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="wafaa-bench-"))
     lines = []
     for n in range(options.bodies):
-        body = json.dumps(
-            {
-                "object": "whatsapp_business_account",
-                "entry": [
-                    {
-                        "id": "1",
-                        "changes": [
-                            {
-                                "field": "messages",
-                                "value": {
-                                    "messaging_product": "whatsapp",
-                                    "metadata": {
-                                        "display_phone_number": "15550000000",
-                                        "phone_number_id": account.external_id,
-                                    },
-                                    "contacts": [
-                                        {
-                                            "profile": {"name": "Bench"},
-                                            "wa_id": f"1555{n % 5000:07d}",
-                                        }
-                                    ],
-                                    "messages": [
-                                        {
-                                            "from": f"1555{n % 5000:07d}",
-                                            "id": f"wamid.BENCH{run_id}{n:08d}",
-                                            "timestamp": str(int(time.time())),
-                                            "type": "text",
-                                            "text": {"body": "What are your opening hours?"},
-                                        }
-                                    ],
-                                },
-                            }
-                        ],
-                    }
-                ],
-            },
-            separators=(",", ":"),
-        )
+        body = webhook_body(
+            phone_number_id=account.external_id,
+            wa_id=f"1555{n % 5000:07d}",
+            name="Bench",
+            message_id=f"wamid.BENCH{run_id}{n:08d}",
+            text="What are your opening hours?",
+        ).decode()
         lines.append(f"{sign_body(body.encode(), account.app_secret)}\t{body}")
     (tmp / "bodies.txt").write_text("\n".join(lines) + "\n")
     (tmp / "webhook.lua").write_text(LUA)
