@@ -28,7 +28,13 @@ def conversation_list(
     return queryset
 
 
+def conversation_get_plain(*, conversation_id: int) -> Conversation | None:
+    """The conversation and its contact only (for actions that do not show the transcript)."""
+    return Conversation.objects.select_related("contact").filter(pk=conversation_id).first()
+
+
 def conversation_get(*, conversation_id: int) -> Conversation | None:
+    """The conversation with its whole transcript and events (the detail view)."""
     return (
         Conversation.objects.select_related("contact")
         .prefetch_related(

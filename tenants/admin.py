@@ -101,16 +101,9 @@ class ClientAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             services.selectors.client_cache_forget(client_id=obj.pk)
             return
-        fields = {f: form.cleaned_data[f] for f in form.cleaned_data if f not in {"name", "slug"}}
-        created = services.client_create(
-            name=obj.name,
-            slug=obj.slug,
-            **{
-                k: v
-                for k, v in fields.items()
-                if k in services.CLIENT_UPDATABLE_FIELDS | services.STAFF_ONLY_FIELDS
-            },
-        )
+        settable = services.CLIENT_UPDATABLE_FIELDS | services.STAFF_ONLY_FIELDS
+        fields = {k: v for k, v in form.cleaned_data.items() if k in settable and k != "name"}
+        created = services.client_create(name=obj.name, slug=obj.slug, **fields)
         obj.pk = created.pk
         obj.schema_name = created.schema_name
 

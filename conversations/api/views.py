@@ -20,8 +20,9 @@ def _actor(request) -> str:
     return f"api-key:{api_key.prefix}" if api_key else request.user.email
 
 
-def _conversation_or_404(conversation_id):
-    conversation = selectors.conversation_get(conversation_id=conversation_id)
+def _conversation_or_404(conversation_id, *, with_transcript: bool = False):
+    get = selectors.conversation_get if with_transcript else selectors.conversation_get_plain
+    conversation = get(conversation_id=conversation_id)
     if conversation is None:
         raise NotFound("No such conversation in this client.")
     return conversation
@@ -48,7 +49,7 @@ class ConversationListApi(ClientScopedAPIView):
 class ConversationDetailApi(ClientScopedAPIView):
     @extend_schema(responses={200: s.ConversationDetailOutputSerializer})
     def get(self, request, client_id, conversation_id):
-        conversation = _conversation_or_404(conversation_id)
+        conversation = _conversation_or_404(conversation_id, with_transcript=True)
         return Response(s.ConversationDetailOutputSerializer(conversation).data)
 
 
