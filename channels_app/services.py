@@ -295,11 +295,11 @@ def message_send(*, message_id) -> str:
         ChannelAccount.Status.INACTIVE,
         ChannelAccount.Status.SUSPENDED,
     }:
-        return _send_failed(
+        return message_send_fail(
             message, "account_unavailable", "The channel account is missing or inactive."
         )
     if account.status == ChannelAccount.Status.CREDENTIALS_INVALID:
-        return _send_failed(
+        return message_send_fail(
             message,
             "credentials_invalid",
             "The channel's access token was rejected by Meta; update it.",
@@ -376,17 +376,17 @@ def _send_error(message, account: ChannelAccount, exc: graph.GraphError) -> str:
             "Meta rejected the channel account's credentials; account marked credentials_invalid",
             extra={"account": account.pk, "code": code},
         )
-        return _send_failed(message, "credentials_invalid", str(exc))
+        return message_send_fail(message, "credentials_invalid", str(exc))
     if isinstance(exc, graph.GraphWindowClosedError):
-        return _send_failed(
+        return message_send_fail(
             message,
             "window_closed",
             "The customer's last message is older than 24 hours; only templates can be sent.",
         )
-    return _send_failed(message, f"graph_{code or 'error'}", str(exc))
+    return message_send_fail(message, f"graph_{code or 'error'}", str(exc))
 
 
-def _send_failed(message, reason: str, detail: str) -> str:
+def message_send_fail(message, reason: str, detail: str) -> str:
     from conversations import notifications
     from conversations.models import Message
 

@@ -25,7 +25,7 @@ def message_send_task(self, message_id):
             from conversations.models import Message
 
             message = Message.objects.get(pk=message_id)
-            return services._send_failed(message, "retries_exhausted", str(exc))
+            return services.message_send_fail(message, "retries_exhausted", str(exc))
         # Exponential backoff with jitter, or Meta's Retry-After / our pacing when given.
         import random
 
