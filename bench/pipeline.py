@@ -58,6 +58,7 @@ def main() -> int:
     parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "gevent"])
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--reply-workers", type=int, default=0)
+    parser.add_argument("--db-pool", type=int, default=10, help="DB_POOL_MAX_SIZE per reply worker")
     parser.add_argument("--rate", type=float, default=0.0, help="steady messages/s (0: skip)")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--name", default="pipeline")
@@ -123,7 +124,7 @@ def main() -> int:
         for n in range(options.reply_workers or 1):
             reply_workers.append(
                 start_worker(
-                    env,
+                    {**env, "DB_POOL_MAX_SIZE": str(options.db_pool)},
                     concurrency=concurrency,
                     queues="replies",
                     pool=options.pool,
@@ -249,6 +250,7 @@ def main() -> int:
                 "pool": options.pool,
                 "reply_workers": len(reply_workers),
                 "celery_concurrency": 2 if legacy else concurrency,
+                "db_pool_per_reply_worker": None if legacy else options.db_pool,
                 "senders": options.senders,
                 "llm_latency_s": options.llm_latency,
                 "graph_latency_s": options.graph_latency,

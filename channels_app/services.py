@@ -23,6 +23,7 @@ from django_tenants.utils import tenant_context
 from channels_app import graph, providers, selectors
 from channels_app.models import ChannelAccount
 from wafaa import context, metrics
+from wafaa.db import release_connection
 from wafaa.errors import ApplicationError, NotFoundError, PayloadTooLargeError
 from wafaa.redis import get_redis
 
@@ -335,6 +336,7 @@ def _send_parts(message, account: ChannelAccount) -> str:
         if wait > 0:
             time.sleep(wait)
         try:
+            release_connection()  # none held while Meta answers (pooled workers)
             if account.kind == "whatsapp":
                 graph_id = client.send_whatsapp_text(
                     account.external_id,

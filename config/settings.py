@@ -182,6 +182,19 @@ if not DATABASE_URL:
         "start them with `python scripts/devservices.py start` or set DATABASE_URL"
     )
 DATABASES = {"default": _database_from_url(DATABASE_URL)}
+# A bounded pool of connections per process (Django's psycopg pool), for processes that run
+# many tasks at once (the `replies` worker: threads). 0 keeps one persistent connection per
+# thread. Pooled connections are given back while a task waits on an LLM or Meta
+# (wafaa.db.connection_released), so a few serve a hundred conversations in flight.
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
+if DB_POOL_MAX_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django must not
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": min(env_int("DB_POOL_MIN_SIZE", 2), DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        # Waiting longer for a connection than this is an error (PoolTimeout), not a hang.
+        "timeout": env_float("DB_POOL_TIMEOUT", 10.0),
+    }
 # django-tenants wraps this backend: query metrics from django-prometheus, schemas from tenants.
 ORIGINAL_BACKEND = "django_prometheus.db.backends.postgresql"
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
@@ -280,6 +293,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Keep database connections across tasks (Celery closes them after every task otherwise);
 # Django still drops them after DB_CONN_MAX_AGE or when unusable.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
+if DB_POOL_MAX_SIZE:
+    # Pooled: Celery's close after every task gives the connection back to the pool (a
+    # thread idle between tasks must not keep one).
+    CELERY_DB_REUSE_MAX = 0
 # tenant-schemas-celery looks the task's client up by schema; a few seconds of cache saves a
 # query per task. A change to a client's bot settings reaches the workers within that time.
 CELERY_TASK_TENANT_CACHE_SECONDS = env_int("CELERY_TASK_TENANT_CACHE_SECONDS", 10)

@@ -36,6 +36,7 @@ from wafaa.ai.llm import (
     build_grounded_messages,
     strip_handoff_marker,
 )
+from wafaa.db import connection_released
 from wafaa.redis import get_redis
 
 logger = logging.getLogger(__name__)
@@ -201,7 +202,8 @@ def _draft_for(
     )
     model = client.effective_model()
     try:
-        with metrics.LLM_LATENCY.labels(model=model).time():
+        # No database connection is held while the model thinks (or times out).
+        with metrics.LLM_LATENCY.labels(model=model).time(), connection_released():
             result = chat.complete(messages)
     except LLMTransientError as exc:
         metrics.LLM_CALLS.labels(model=model, result="transient_error").inc()

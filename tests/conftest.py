@@ -208,10 +208,20 @@ def worker_env(django_db_setup, graph_server, openai_server):
 
 
 class WorkerProcess:
-    def __init__(self, env: dict, name: str, log_path: Path):
+    def __init__(
+        self,
+        env: dict,
+        name: str,
+        log_path: Path,
+        *,
+        pool: str = "prefork",
+        concurrency: int = 2,
+        queues: str = "replies,default,ingest",
+    ):
         self.env = env
         self.name = name
         self.log_path = log_path
+        self.pool, self.concurrency, self.queues = pool, concurrency, queues
         self.proc = None
 
     def start(self):
@@ -225,11 +235,11 @@ class WorkerProcess:
                 "config",
                 "worker",
                 "--pool",
-                "prefork",
+                self.pool,
                 "--concurrency",
-                "2",
+                str(self.concurrency),
                 "-Q",
-                "replies,default,ingest",
+                self.queues,
                 "-n",
                 f"{self.name}@%h",
                 "--without-gossip",
@@ -271,18 +281,49 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
 
+class Workers:
+    """The Procfile's layout in small: a `replies` worker (threads, pooled database
+    connections) and one prefork worker for `default` and `ingest`."""
+
+    def __init__(self, replies: WorkerProcess, rest: WorkerProcess):
+        self.replies, self.rest = replies, rest
+
+    def output(self) -> str:
+        return self.replies.output() + self.rest.output()
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 20):
+        self.replies.stop(sig, timeout)
+        self.rest.stop(sig, timeout)
+
+
+def start_workers(env: dict, directory: Path, redis) -> Workers:
+    tag = uuid.uuid4().hex[:6]
+    replies = WorkerProcess(
+        {**env, "DB_POOL_MAX_SIZE": "4"},
+        f"test-replies-{tag}",
+        directory / "replies.log",
+        pool="threads",
+        concurrency=20,
+        queues="replies",
+    ).start()
+    rest = WorkerProcess(
+        env, f"test-rest-{tag}", directory / "rest.log", concurrency=1, queues="default,ingest"
+    ).start()
+    replies.wait_ready(redis)
+    rest.wait_ready(redis)
+    return Workers(replies, rest)
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(worker_env, tmp_path_factory, django_db_blocker):
-    """A real Celery worker (separate process) on the test database and the real broker."""
+    """Real Celery workers (separate processes) on the test database and the real broker."""
     from wafaa.redis import get_redis
 
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    worker = WorkerProcess(worker_env, f"test-{uuid.uuid4().hex[:6]}", log_path).start()
+    workers = start_workers(worker_env, tmp_path_factory.mktemp("worker"), get_redis())
     try:
-        worker.wait_ready(get_redis())
-        yield worker
+        yield workers
     finally:
-        worker.stop()
+        workers.stop()
 
 
 @pytest.fixture
