@@ -1,0 +1,39 @@
+"""The reply worker overlaps the waiting: many conversations are in flight in one process.
+
+Through the real `replies` worker (threads, pooled database connections: the Procfile's
+layout, see tests/conftest.py). Concurrency is proved by counting, not timing: the fake
+OpenAI server records how many chat completions it was answering at the same moment.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.factories import post_webhook, wa_text_payload
+
+
+def _send_from(client, shop, n: int, text: str) -> None:
+    body = wa_text_payload(
+        message_id=f"wamid.{uuid.uuid4().hex}",
+        text=text,
+        phone_id=shop.account.external_id,
+        wa_id=f"1555{n:07d}",
+        name=f"Customer {n}",
+    )
+    assert post_webhook(client, shop.url, body).status_code == 200
+
+
+def test_replies_of_many_conversations_wait_on_the_llm_together(
+    client, shop, fake_graph, fake_llm
+):
+    fake_llm.latency = 1.0
+    customers = 8
+    for n in range(customers):
+        _send_from(client, shop, n, "What time do you open?")
+    fake_graph.wait_for(customers, timeout=30)
+    assert fake_llm.max_in_flight > 1
+    sends = fake_graph.message_sends()
+    assert sorted(r.json["to"] for r in sends) == [f"1555{n:07d}" for n in range(customers)]
+    assert {r.text for r in sends} == {"We are open every day from 8am to 10pm."}
+    answered = shop.messages(direction="in", status="answered")
+    assert len(answered) == customers
