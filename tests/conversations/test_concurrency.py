@@ -23,9 +23,7 @@ def _send_from(client, shop, n: int, text: str) -> None:
     assert post_webhook(client, shop.url, body).status_code == 200
 
 
-def test_replies_of_many_conversations_wait_on_the_llm_together(
-    client, shop, fake_graph, fake_llm
-):
+def test_replies_of_many_conversations_wait_on_the_llm_together(client, shop, fake_graph, fake_llm):
     fake_llm.latency = 1.0
     customers = 8
     for n in range(customers):
