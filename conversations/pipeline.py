@@ -47,7 +47,14 @@ _LETTERS = re.compile(r"\w", re.UNICODE)
 
 
 class ReplyRetryableError(Exception):
-    """The LLM failed transiently; Celery retries the task with backoff."""
+    """The LLM failed transiently; Celery retries the task with backoff. `rate_limited`:
+    the provider answered 429 for this client's key (pause the client, not everyone), and
+    `retry_after` is the wait it asked for, if it said."""
+
+    def __init__(self, message: str, *, rate_limited: bool = False, retry_after=None):
+        super().__init__(message)
+        self.rate_limited = rate_limited
+        self.retry_after = retry_after
 
 
 class ConversationBusyError(Exception):
@@ -208,7 +215,9 @@ def _draft_for(
     except LLMTransientError as exc:
         metrics.LLM_CALLS.labels(model=model, result="transient_error").inc()
         if not final_attempt:
-            raise ReplyRetryableError(str(exc)) from None
+            raise ReplyRetryableError(
+                str(exc), rate_limited=exc.status_code == 429, retry_after=exc.retry_after
+            ) from None
         logger.error("LLM kept failing: fallback and handoff", extra={"error": str(exc)})
         return Draft(
             _fallback(client, language), outcome="handoff", handoff_reason="llm_unavailable"

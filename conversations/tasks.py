@@ -8,7 +8,7 @@ import requests
 from celery import shared_task
 from django.conf import settings
 
-from conversations import handoff, notifications, pipeline, sweeper
+from conversations import fairness, handoff, notifications, pipeline, sweeper
 from wafaa.tasks import ClientTask, WafaaTask
 
 
@@ -16,6 +16,10 @@ from wafaa.tasks import ClientTask, WafaaTask
     base=ClientTask, bind=True, name="conversations.tasks.handle_inbound_task", max_retries=None
 )
 def handle_inbound_task(self, message_id):
+    # One of the client's slots, or a place in the client's line (conversations/fairness.py).
+    slot = fairness.slot_acquire(message_id=message_id)
+    if slot is None:
+        return "waiting"
     retries = self.request.retries or 0
     try:
         return pipeline.reply_for_inbound(
@@ -23,11 +27,17 @@ def handle_inbound_task(self, message_id):
         )
     except pipeline.ReplyRetryableError as exc:
         countdown = min(settings.CELERY_MAX_COUNTDOWN, 2**retries + random.uniform(0, 1))
+        if exc.rate_limited:  # pause this client only, as long as the provider asked
+            pause = fairness.client_backoff(seconds=exc.retry_after or countdown)
+            countdown = pause + random.uniform(0.2, 1)
         raise self.retry(exc=exc, countdown=countdown) from None
     except pipeline.ConversationBusyError as exc:
         if retries > 30:
             raise
         raise self.retry(exc=exc, countdown=1 + random.uniform(0, 1)) from None
+    finally:
+        for waiting_id in fairness.slot_release(slot):
+            handle_inbound_task.delay(waiting_id)
 
 
 @shared_task(

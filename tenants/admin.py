@@ -66,6 +66,7 @@ class ClientAdmin(admin.ModelAdmin):
                     "messages_per_day",
                     "max_documents",
                     "max_upload_bytes",
+                    "llm_concurrency",
                 ]
             },
         ),

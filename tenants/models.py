@@ -60,6 +60,10 @@ class Client(TenantMixin, TimeStampedModel):
     messages_per_day = models.PositiveIntegerField(default=2000)
     max_documents = models.PositiveIntegerField(default=200)
     max_upload_bytes = models.PositiveIntegerField(default=10 * 1024 * 1024)
+    # Replies of this client generated at the same moment (LLM calls in flight); more wait in
+    # the client's own line (conversations/fairness.py), so one client's burst never takes
+    # the whole reply worker.
+    llm_concurrency = models.PositiveIntegerField(default=20)
 
     # The bot's settings.
     bot_name = models.CharField(max_length=80, default="Wafaa")

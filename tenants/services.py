@@ -40,6 +40,7 @@ STAFF_ONLY_FIELDS = {
     "messages_per_day",
     "max_documents",
     "max_upload_bytes",
+    "llm_concurrency",
 }
 
 

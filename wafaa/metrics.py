@@ -21,6 +21,13 @@ MESSAGES = Counter(
     ["channel", "direction", "status"],
 )
 REPLIES = Counter("wafaa_replies_total", "Reply pipeline outcomes", ["outcome"])
+REPLIES_WAITING = Counter(
+    "wafaa_replies_waiting_total",
+    "Replies that waited in their client's line (the client was at its LLM concurrency cap)",
+)
+LLM_BACKOFFS = Counter(
+    "wafaa_llm_backoffs_total", "Pauses of one client's replies after the LLM answered 429"
+)
 LLM_CALLS = Counter("wafaa_llm_calls_total", "LLM calls by model and result", ["model", "result"])
 LLM_LATENCY = Histogram(
     "wafaa_llm_latency_seconds",

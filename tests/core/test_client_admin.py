@@ -77,6 +77,7 @@ def test_staff_create_and_suspend_a_client_in_the_admin(staff_client):
         "messages_per_day": 100,
         "max_documents": 10,
         "max_upload_bytes": 1000000,
+        "llm_concurrency": 5,
         "bot_name": "Bot",
         "persona": "",
         "languages": '["en"]',
@@ -97,6 +98,7 @@ def test_staff_create_and_suspend_a_client_in_the_admin(staff_client):
     assert response.status_code == 302, response.content.decode()[:2000]
     client = Client.objects.get(slug="admin-made")
     assert client.schema_name == "c_admin_made" and client.messages_per_day == 100
+    assert client.llm_concurrency == 5
     assert client.domains.filter(is_primary=True).exists()
     response = staff_client.post(
         "/admin/tenants/client/", {"action": "suspend", "_selected_action": [client.pk]}

@@ -88,6 +88,7 @@ class _Script:
     seconds: float = 0.0
     message: str | None = None
     code: str | None = None
+    retry_after: float | None = None
 
 
 def _endpoint(path: str) -> str:
@@ -192,11 +193,22 @@ class FakeOpenAI:
         message: str | None = None,
         code: str | None = None,
         endpoint: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
-        """Answer the next `times` requests (to `endpoint`, or any) with an OpenAI error."""
+        """Answer the next `times` requests (to `endpoint`, or any) with an OpenAI error;
+        `retry_after` (seconds) is sent as a `Retry-After` header instead of the default
+        `retry-after-ms: 10`."""
         with self._lock:
             self._scripts.append(
-                _Script("fail", times, endpoint, status, message=message, code=code)
+                _Script(
+                    "fail",
+                    times,
+                    endpoint,
+                    status,
+                    message=message,
+                    code=code,
+                    retry_after=retry_after,
+                )
             )
 
     def hang_next(self, seconds: float, *, times: int = 1, endpoint: str | None = None) -> None:
@@ -346,7 +358,9 @@ class _Handler(BaseHTTPRequestHandler):
             if script.kind == "hang":
                 self.fake._wait(script.seconds)
             else:
-                return self._error(script.status, script.message, script.code, body)
+                return self._error(
+                    script.status, script.message, script.code, body, retry_after=script.retry_after
+                )
 
         if self.fake.api_key is not None:
             sent = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -452,6 +466,7 @@ class _Handler(BaseHTTPRequestHandler):
         body: Any,
         *,
         param: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         default_type, default_code, default_message = _ERROR_TYPES.get(
             status, ("server_error", None, "The server had an error while processing your request.")
@@ -478,7 +493,9 @@ class _Handler(BaseHTTPRequestHandler):
             }
         }
         headers = {}
-        if status == 429 or status >= 500:
+        if retry_after is not None:
+            headers["retry-after"] = f"{retry_after:g}"
+        elif status == 429 or status >= 500:
             # Keeps SDK-level retries in tests fast; real OpenAI sends similar headers.
             headers["retry-after-ms"] = "10"
         self._json(status, payload, headers)

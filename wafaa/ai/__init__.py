@@ -35,11 +35,20 @@ class AIServiceError(Exception):
     transient = False
     default_code = "ai_failed"
 
-    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
         self.status_code = status_code
+        # Seconds the provider asked us to wait (Retry-After on a 429 or 503), if it said.
+        self.retry_after = retry_after
 
 
 def scrub_secrets(text: str, *secrets: str | None) -> str:
@@ -126,6 +135,27 @@ def classify_openai_error(
     return ProviderFailure(
         False, "bad_request", f"The {service} rejected the request ({status}): {detail}", status
     )
+
+
+def retry_after_seconds(exc) -> float | None:
+    """The wait an OpenAI(-compatible) error response asks for: `retry-after-ms` (OpenAI's
+    own) or `Retry-After` in seconds; None when absent or not a number (an HTTP date is
+    ignored: the caller's backoff applies)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
 
 
 def _error_body(exc) -> tuple[str | None, str]:

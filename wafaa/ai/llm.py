@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from wafaa.ai import AIServiceError, classify_openai_error
+from wafaa.ai import AIServiceError, classify_openai_error, retry_after_seconds
 
 HANDOFF_MARKER = "[HANDOFF]"
 # Models sometimes vary the marker's spacing or case; accept those too.
@@ -122,7 +122,10 @@ class ChatClient:
             error_class = LLMTransientError if failure.transient else LLMPermanentError
             # `from None`: the SDK's exception text can carry part of the key.
             raise error_class(
-                failure.message, code=failure.code, status_code=failure.status_code
+                failure.message,
+                code=failure.code,
+                status_code=failure.status_code,
+                retry_after=retry_after_seconds(exc) if failure.transient else None,
             ) from None
         latency_ms = int((time.perf_counter() - started) * 1000)
 
