@@ -147,12 +147,18 @@ def test_redelivered_webhook_is_stored_once_and_enqueued_once(
     assert len(first) == 1 and len(second) == 0
 
 
-def test_batched_payload_stores_every_message_of_every_entry(client, tenant_a, tenant_b):
+PLATFORM_SECRET = "the-platform-app-secret-0001"
+
+
+def test_batched_payload_stores_every_message_of_every_entry(client, tenant_a, tenant_b, settings):
+    settings.META_APP_SECRET = PLATFORM_SECRET
     ChannelAccountFactory(client=tenant_a, external_id=WA_PHONE_ID)
     ChannelAccountFactory(
         client=tenant_b, external_id=WA_PHONE_ID_2, display_phone_number="15550001112"
     )
-    response = post_webhook(client, "/webhook/whatsapp/", fixture_bytes("wa_batch_multi"))
+    response = post_webhook(
+        client, "/webhook/whatsapp/", fixture_bytes("wa_batch_multi"), secret=PLATFORM_SECRET
+    )
     assert response.status_code == 200
     # Routed by phone_number_id: two messages to A, one to B, in one POST.
     assert len([m for m in _messages(tenant_a) if m.direction == "in"]) == 2
@@ -167,11 +173,15 @@ def test_slug_url_only_routes_to_that_clients_accounts(client, tenant_a, tenant_
     assert _messages(tenant_b) == []  # B's entry in A's URL is not B's to deliver
 
 
-def test_unknown_phone_number_id_on_app_level_url_is_200_and_stores_nothing(client, tenant_a):
+def test_unknown_phone_number_id_on_app_level_url_is_200_and_stores_nothing(
+    client, tenant_a, settings
+):
+    settings.META_APP_SECRET = PLATFORM_SECRET
     response = post_webhook(
         client,
         "/webhook/whatsapp/",
         wa_text_payload(message_id="wamid.X1", text="hi", phone_id="999999999"),
+        secret=PLATFORM_SECRET,
     )
     assert response.status_code == 200
     assert _messages(tenant_a) == []
