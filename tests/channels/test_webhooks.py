@@ -336,3 +336,33 @@ def test_instagram_standby_messages_are_stored_but_never_answered(client, ig_acc
     post_webhook(client, "/webhook/instagram/test-a/", fixture_bytes("ig_standby"))
     [message] = _messages(tenant_a)
     assert message.status == Message.Status.STORED
+
+
+@pytest.mark.parametrize("url", ["/webhook/whatsapp/test-a/", "/webhook/whatsapp/test-a"])
+def test_both_url_forms_answer_the_handshake(client, wa_account, url):
+    params = {"hub.mode": "subscribe", "hub.verify_token": "the-verify-token", "hub.challenge": "7"}
+    response = client.get(url, params)
+    assert response.status_code == 200
+    assert response.content == b"7"
+
+
+@pytest.mark.parametrize("url", ["/webhook/whatsapp/test-a/", "/webhook/whatsapp/test-a"])
+def test_both_url_forms_store_a_post(client, wa_account, tenant_a, url):
+    response = post_webhook(client, url, fixture_bytes("wa_text"))
+    assert response.status_code == 200  # not a redirect: Meta does not follow one on POST
+    assert [m.type for m in _messages(tenant_a)] == ["text"]
+
+
+@pytest.mark.parametrize("url", ["/webhook/whatsapp/", "/webhook/whatsapp"])
+def test_both_app_level_url_forms_store_a_post(client, wa_account, tenant_a, settings, url):
+    settings.META_APP_SECRET = PLATFORM_SECRET
+    settings.META_APP_VERIFY_TOKEN = "platform-verify"
+    handshake = {
+        "hub.mode": "subscribe",
+        "hub.verify_token": "platform-verify",
+        "hub.challenge": "9",
+    }
+    assert client.get(url, handshake).content == b"9"
+    response = post_webhook(client, url, fixture_bytes("wa_text"), secret=PLATFORM_SECRET)
+    assert response.status_code == 200
+    assert [m.type for m in _messages(tenant_a)] == ["text"]
