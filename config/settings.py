@@ -315,7 +315,10 @@ CELERY_IMPORTS = ["wafaa.diagnostics"]
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "conversations.*": {"queue": "replies"},
-    "channels_app.tasks.message_send_task": {"queue": "replies"},
+    "channels_app.tasks.message_send_task": {"queue": "replies"},  # the name before the move
+    # Read receipts and media downloads kept the default queue when sending moved here.
+    "conversations.tasks.message_mark_read_task": {"queue": "default"},
+    "conversations.tasks.media_fetch_task": {"queue": "default"},
     "knowledge.*": {"queue": "ingest"},
 }
 CELERY_BEAT_SCHEDULE = {
