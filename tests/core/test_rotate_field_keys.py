@@ -32,7 +32,7 @@ def keys(db, settings):
 
 def _raw(table: str, column: str, pk) -> str:
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {column} FROM {table} WHERE id = %s", [pk])  # noqa: S608
+        cursor.execute(f"SELECT {column} FROM {table} WHERE id = %s", [pk])
         return cursor.fetchone()[0]
 
 
@@ -77,7 +77,7 @@ def test_a_secret_under_an_unknown_key_fails_loudly(tenant_a, keys, settings):
 
     from channels_app.models import ChannelAccount
 
-    old, new = keys
+    _old, new = keys
     ChannelAccount.objects.create(
         client=tenant_a,
         kind="whatsapp",
