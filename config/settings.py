@@ -348,6 +348,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 600,
     },
     "queue-depth": {"task": "wafaa.queue_depth_sample_task", "schedule": 15},
+    "resources": {"task": "wafaa.resources_sample_task", "schedule": 30},
     "ingest-sweep": {
         "task": "conversations.tasks.fan_out_to_clients_task",
         "schedule": 300,
