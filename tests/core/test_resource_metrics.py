@@ -115,7 +115,7 @@ def _exportable_names() -> set[str]:
     /proc-based process metrics (the registries are the same in web and worker processes)."""
     import prometheus_client
 
-    import wafaa.metrics  # noqa: F401 - registers our metrics
+    import wafaa.metrics
     import wafaa.metrics_export  # noqa: F401 - registers the process collector
 
     registry = prometheus_client.REGISTRY
