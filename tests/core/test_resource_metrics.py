@@ -36,9 +36,7 @@ def test_processes_are_labelled_by_kind(cmdline, kind):
     assert process_kind(cmdline) == kind
 
 
-def test_every_process_writing_metrics_is_reported_and_a_dead_one_is_not(
-    tmp_path, monkeypatch
-):
+def test_every_process_writing_metrics_is_reported_and_a_dead_one_is_not(tmp_path, monkeypatch):
     """Multiprocess mode: the pids come from the metrics files' names, the figures from /proc."""
     other = subprocess.Popen(
         [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
