@@ -332,6 +332,8 @@ CELERY_TASK_ROUTES = {
     "conversations.tasks.media_fetch_task": {"queue": "default"},
     "knowledge.*": {"queue": "ingest"},
 }
+# Beat writes a heartbeat on each tick (its container's health check reads it).
+CELERY_BEAT_SCHEDULER = "wafaa.beat:HeartbeatScheduler"
 CELERY_BEAT_SCHEDULE = {
     "inbound-sweep": {
         "task": "conversations.tasks.fan_out_to_clients_task",
