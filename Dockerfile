@@ -4,6 +4,8 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
+# Admin and API-docs assets, compressed, served by the app (whitenoise).
+RUN python manage.py collectstatic --noinput
 RUN useradd --system --uid 10001 wafaa && mkdir -p /tmp/prometheus && chown wafaa /tmp/prometheus
 USER wafaa
 EXPOSE 8000

@@ -1,4 +1,5 @@
-"""Webhooks in (verify, parse, store once, enqueue on commit) and messages out (Graph API).
+"""Webhooks in (verify, parse, store once, enqueue on commit), channel accounts, and the Graph
+API client of an account. Sending (the outbound state machine) lives in conversations.outbound.
 
 Webhook handling never calls Meta, an LLM or an embedder: it records what Meta sent in the
 right client's schema and hands work to Celery after commit, so Meta gets its 200 in
@@ -10,12 +11,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import tenant_context
@@ -24,7 +24,6 @@ from channels_app import graph, providers, selectors
 from channels_app.models import ChannelAccount
 from wafaa import context, metrics
 from wafaa.errors import ApplicationError, ConflictError, NotFoundError, PayloadTooLargeError
-from wafaa.redis import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -275,15 +274,7 @@ def _enqueue_reply(client, task, message_id, trace_id):
     return send
 
 
-# --- sending ---------------------------------------------------------------------------------
-
-
-class SendRetryableError(Exception):
-    """A transient Graph API failure: Celery retries the send with backoff."""
-
-    def __init__(self, message: str, countdown: float | None = None):
-        super().__init__(message)
-        self.countdown = countdown
+# --- Graph API client for an account --------------------------------------------------------
 
 
 def graph_client_for(account: ChannelAccount) -> graph.GraphClient:
@@ -294,208 +285,6 @@ def graph_client_for(account: ChannelAccount) -> graph.GraphClient:
         connect_timeout=settings.GRAPH_API_CONNECT_TIMEOUT,
         read_timeout=settings.GRAPH_API_READ_TIMEOUT,
     )
-
-
-_BUCKET_LUA = """
-local key, rate, now, cost = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 1
-local state = redis.call('HMGET', key, 'tokens', 'ts')
-local tokens = tonumber(state[1]) or rate
-local ts = tonumber(state[2]) or now
-tokens = math.min(rate, tokens + (now - ts) * rate)
-local wait = 0
-if tokens >= cost then tokens = tokens - cost else wait = (cost - tokens) / rate end
-redis.call('HSET', key, 'tokens', tokens, 'ts', now)
-redis.call('EXPIRE', key, 60)
-return tostring(wait)
-"""
-
-
-def pace(*, account: ChannelAccount, recipient: str) -> float:
-    """Seconds to wait before sending: a token bucket per phone number id (Meta's throughput)
-    and a minimum spacing between consecutive messages to the same customer."""
-    client = get_redis()
-    now = time.time()
-    wait = float(
-        client.eval(
-            _BUCKET_LUA,
-            1,
-            f"wafaa:pace:account:{account.external_id}",
-            settings.WHATSAPP_MESSAGES_PER_SECOND,
-            now,
-        )
-    )
-    spacing_ms = settings.SAME_CUSTOMER_SPACING_MS
-    if spacing_ms > 0:
-        key = f"wafaa:pace:recipient:{account.external_id}:{recipient}"
-        if not client.set(key, "1", px=spacing_ms, nx=True):
-            wait = max(wait, (client.pttl(key) or 0) / 1000)
-            client.set(key, "1", px=spacing_ms + int(wait * 1000))
-    return wait
-
-
-def message_send(*, message_id) -> str:
-    """Send one outbound message through its channel. Idempotent: a message already sent (or
-    parts of it) is never sent again. Returns the resulting status."""
-    from conversations.models import Message
-
-    message = Message.objects.select_related("conversation__contact").get(pk=message_id)
-    if message.status != Message.Status.QUEUED:
-        return message.status  # sent, delivered, failed, not_sent: nothing to do
-    conversation = message.conversation
-    account = (
-        ChannelAccount.objects.select_related("client")
-        .filter(pk=conversation.channel_account_id)
-        .first()
-    )
-    if account is None or account.status in {
-        ChannelAccount.Status.INACTIVE,
-        ChannelAccount.Status.SUSPENDED,
-    }:
-        return message_send_fail(
-            message, "account_unavailable", "The channel account is missing or inactive."
-        )
-    if account.status == ChannelAccount.Status.CREDENTIALS_INVALID:
-        return message_send_fail(
-            message,
-            "credentials_invalid",
-            "The channel's access token was rejected by Meta; update it.",
-        )
-    lock = get_redis().lock(
-        f"wafaa:send:{connection.schema_name}:{message.pk}", timeout=60, blocking_timeout=0
-    )
-    if not lock.acquire():
-        raise SendRetryableError("another worker is sending this message", countdown=2)
-    try:
-        return _send_parts(message, account)
-    finally:
-        try:
-            lock.release()
-        except Exception:  # the lock expired: another send may have started; it checks parts
-            logger.warning("send lock expired before release")
-
-
-def _send_parts(message, account: ChannelAccount) -> str:
-    from conversations.models import Message
-
-    contact = message.conversation.contact
-    recipient = contact.wa_id or contact.user_id or contact.external_id
-    limit = graph.WHATSAPP_TEXT_LIMIT
-    max_bytes = graph.INSTAGRAM_TEXT_MAX_BYTES if account.kind == "instagram" else None
-    parts = graph.split_text(message.text, limit, max_bytes=max_bytes) or [message.text]
-    part_ids: list[str] = list(message.raw.get("part_ids", []))
-    client = graph_client_for(account)
-    for index in range(len(part_ids), len(parts)):
-        wait = pace(account=account, recipient=recipient)
-        if wait > 1.0:
-            raise SendRetryableError("paced", countdown=wait)
-        if wait > 0:
-            time.sleep(wait)
-        try:
-            if account.kind == "whatsapp":
-                graph_id = client.send_whatsapp_text(
-                    account.external_id,
-                    recipient,
-                    parts[index],
-                    reply_to=message.reply_to_external_id or None if index == 0 else None,
-                )
-            else:
-                graph_id = client.send_instagram_text(account.external_id, recipient, parts[index])
-        except graph.GraphError as exc:
-            return _send_error(message, account, exc)
-        part_ids.append(graph_id)
-        # Recorded after each part, so a retry continues where it stopped and never resends.
-        message.raw = {**message.raw, "part_ids": part_ids}
-        if index == 0:
-            message.external_id = graph_id
-        message.save(update_fields=["raw", "external_id", "updated_at"])
-        metrics.GRAPH_SENDS.labels(channel=account.kind, result="sent", code="").inc()
-    Message.objects.filter(pk=message.pk, status=Message.Status.QUEUED).update(
-        status=Message.Status.SENT, sent_at=timezone.now(), updated_at=timezone.now()
-    )
-    metrics.MESSAGES.labels(channel=account.kind, direction="out", status="sent").inc()
-    metrics.count_client_message(account.client.slug, "out")
-    logger.info("message sent", extra={"message_id": str(message.pk), "parts": len(parts)})
-    return Message.Status.SENT
-
-
-def _send_error(message, account: ChannelAccount, exc: graph.GraphError) -> str:
-    code = str(exc.code or exc.status_code or "")
-    metrics.GRAPH_SENDS.labels(channel=account.kind, result=type(exc).__name__, code=code).inc()
-    if exc.retryable:
-        logger.warning("graph send failed, will retry", extra={"code": code, "error": str(exc)})
-        raise SendRetryableError(str(exc), countdown=exc.retry_after)
-    if isinstance(exc, graph.GraphAuthError):
-        ChannelAccount.objects.filter(pk=account.pk).update(
-            status=ChannelAccount.Status.CREDENTIALS_INVALID, updated_at=timezone.now()
-        )
-        logger.error(
-            "Meta rejected the channel account's credentials; account marked credentials_invalid",
-            extra={"account": account.pk, "code": code},
-        )
-        return message_send_fail(message, "credentials_invalid", str(exc))
-    if isinstance(exc, graph.GraphWindowClosedError):
-        return message_send_fail(
-            message,
-            "window_closed",
-            "The customer's last message is older than 24 hours; only templates can be sent.",
-        )
-    return message_send_fail(message, f"graph_{code or 'error'}", str(exc))
-
-
-def message_send_fail(message, reason: str, detail: str) -> str:
-    from conversations import notifications
-    from conversations.models import Message
-
-    Message.objects.filter(pk=message.pk).update(
-        status=Message.Status.FAILED,
-        failure_reason=reason[:64],
-        failure_detail=detail[:2000],
-        updated_at=timezone.now(),
-    )
-    logger.warning("message not sent", extra={"message_id": str(message.pk), "reason": reason})
-    notifications.notify(
-        conversation=message.conversation,
-        event="delivery_failed",
-        data={"message_id": message.pk, "reason": reason},
-    )
-    return Message.Status.FAILED
-
-
-def message_mark_read(*, message_id) -> None:
-    """Tell WhatsApp we read the customer's message (blue ticks); best effort."""
-    from conversations.models import Message
-
-    message = Message.objects.select_related("conversation").get(pk=message_id)
-    account = ChannelAccount.objects.filter(pk=message.conversation.channel_account_id).first()
-    if account is None or account.kind != "whatsapp" or not message.external_id:
-        return
-    try:
-        graph_client_for(account).mark_whatsapp_read(account.external_id, message.external_id)
-    except graph.GraphError as exc:
-        logger.info("mark as read failed", extra={"code": exc.code})
-
-
-def media_fetch(*, message_id) -> bytes:
-    """Download an inbound message's media (WhatsApp media id or Instagram URL), size-limited."""
-    from conversations.models import Message
-
-    message = Message.objects.select_related("conversation").get(pk=message_id)
-    account = ChannelAccount.objects.get(pk=message.conversation.channel_account_id)
-    client = graph_client_for(account)
-    if message.media_id:
-        info = client.get_media_url(message.media_id)
-        data = client.download_media(info["url"], settings.MEDIA_MAX_BYTES)
-        if info.get("mime_type") and not message.media_mime_type:
-            message.media_mime_type = info["mime_type"]
-    elif message.media_url:
-        data = client.download_media(
-            message.media_url, settings.MEDIA_MAX_BYTES, authenticated=False
-        )
-    else:
-        raise NotFoundError("This message has no media.")
-    message.raw = {**message.raw, "media_size": len(data)}
-    message.save(update_fields=["raw", "media_mime_type", "updated_at"])
-    return data
 
 
 # --- accounts --------------------------------------------------------------------------------
