@@ -100,8 +100,9 @@ def chunk_document(
                 packer.add(unit)
         packer.flush(reset_overlap=True)
 
-    for question, answer in doc.faq_pairs:
-        emit(_faq_text(question, answer), {"kind": "faq", "question": question})
+    for index, (question, answer) in enumerate(doc.faq_pairs):
+        meta = doc.faq_meta[index] if index < len(doc.faq_meta) else {}
+        emit(_faq_text(question, answer), {"kind": "faq", "question": question, **meta})
     return chunks
 
 
