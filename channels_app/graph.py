@@ -218,9 +218,18 @@ class GraphClient:
                 return message_id
         raise GraphInvalidResponseError("send succeeded without a message id", status_code=200)
 
-    def mark_whatsapp_read(self, phone_number_id: str, message_id: str) -> None:
-        """Mark an inbound message read (blue ticks for the customer)."""
-        body = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
+    def mark_whatsapp_read(
+        self, phone_number_id: str, message_id: str, *, typing: bool = False
+    ) -> None:
+        """Mark an inbound message read (blue ticks for the customer); with `typing`, also show
+        the typing indicator (Cloud API: it lasts until the reply arrives or 25 s)."""
+        body: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": message_id,
+        }
+        if typing:
+            body["typing_indicator"] = {"type": "text"}
         self._request("POST", f"{phone_number_id}/messages", json=body)
 
     # -- Instagram --
@@ -235,6 +244,13 @@ class GraphClient:
         if isinstance(message_id, str) and message_id:
             return message_id
         raise GraphInvalidResponseError("send succeeded without a message id", status_code=200)
+
+    def send_instagram_action(self, ig_account_id: str, recipient_id: str, action: str) -> None:
+        """A sender action in an Instagram chat: `typing_on`, `typing_off` or `mark_seen`."""
+        if action not in {"typing_on", "typing_off", "mark_seen"}:
+            raise ValueError(f"unknown sender action {action!r}")
+        body = {"recipient": {"id": recipient_id}, "sender_action": action}
+        self._request("POST", f"{ig_account_id}/messages", json=body)
 
     # -- Accounts --
 

@@ -169,6 +169,30 @@ def message_mark_read(*, message_id) -> None:
         logger.info("mark as read failed", extra={"code": exc.code})
 
 
+def message_typing_start(*, message_id) -> str:
+    """The customer sees their message read and someone typing while the reply is made:
+    WhatsApp's read receipt with the typing indicator, Instagram's `typing_on`. Best effort:
+    a failure is logged, never retried (the reply itself matters, not the dots)."""
+    message = Message.objects.select_related("conversation__contact").get(pk=message_id)
+    account = ChannelAccount.objects.filter(pk=message.conversation.channel_account_id).first()
+    if account is None or account.status != ChannelAccount.Status.ACTIVE:
+        return "skipped"
+    client = graph_client_for(account)
+    try:
+        if account.kind == "whatsapp" and message.external_id:
+            client.mark_whatsapp_read(account.external_id, message.external_id, typing=True)
+        elif account.kind == "instagram":
+            contact = message.conversation.contact
+            recipient = contact.user_id or contact.external_id
+            client.send_instagram_action(account.external_id, recipient, "typing_on")
+        else:
+            return "skipped"
+    except graph.GraphError as exc:
+        logger.info("typing indicator failed", extra={"code": exc.code})
+        return "failed"
+    return "shown"
+
+
 def media_fetch(*, message_id) -> bytes:
     """Download an inbound message's media (WhatsApp media id or Instagram URL), size-limited."""
     message = Message.objects.select_related("conversation").get(pk=message_id)

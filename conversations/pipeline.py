@@ -120,6 +120,12 @@ def _reply_locked(message: Message, *, final_attempt: bool, send: bool) -> str:
     Message.objects.filter(pk__in=[m.pk for m in pending]).update(
         status=Message.Status.PROCESSING, updated_at=timezone.now()
     )
+    if send and any(m.status == Message.Status.RECEIVED for m in pending):
+        # Read, and someone typing, while the reply is made (not again on a retry). Its own
+        # task: the reply does not wait for Meta's answer to it.
+        from conversations.tasks import message_typing_task
+
+        message_typing_task.delay(pending[-1].pk)
     started = time.monotonic()
     client = _client()
     draft = _draft_for(client, conversation, pending, final_attempt=final_attempt)
@@ -317,7 +323,7 @@ def _context(conversation: Conversation, exclude: list) -> list[dict]:
 def _store_and_send(
     client, conversation, pending, draft: Draft, started: float, *, send=True
 ) -> str:
-    from conversations.tasks import message_mark_read_task, message_send_task
+    from conversations.tasks import message_send_task
     from tenants.services import usage_add
 
     with transaction.atomic():
@@ -360,10 +366,6 @@ def _store_and_send(
         )
         if send:
             transaction.on_commit(lambda: message_send_task.delay(reply.pk))
-            if conversation.channel == "whatsapp" and pending[-1].external_id:
-                # Blue ticks on the customer's side: their messages were read and answered.
-                last_inbound = pending[-1].pk
-                transaction.on_commit(lambda: message_mark_read_task.delay(last_inbound))
     metrics.REPLIES.labels(outcome=draft.outcome).inc()
     first = min(m.created_at for m in pending)
     metrics.REPLY_LATENCY.observe((timezone.now() - first).total_seconds())

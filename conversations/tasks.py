@@ -99,6 +99,11 @@ def message_send_task(self, message_id):
         raise self.retry(exc=exc, countdown=countdown) from None
 
 
+@shared_task(base=ClientTask, name="conversations.tasks.message_typing_task")
+def message_typing_task(message_id):
+    return outbound.message_typing_start(message_id=message_id)
+
+
 @shared_task(base=ClientTask, name="conversations.tasks.message_mark_read_task")
 def message_mark_read_task(message_id):
     outbound.message_mark_read(message_id=message_id)

@@ -88,6 +88,30 @@ def test_mark_whatsapp_read_is_not_counted_as_a_send(client, fake_graph_api):
     assert fake_graph_api.message_sends() == []
 
 
+def test_whatsapp_typing_indicator_rides_on_the_read_receipt(client, fake_graph_api):
+    client.mark_whatsapp_read(PNID, "wamid.IN2", typing=True)
+    (request,) = fake_graph_api.typing_indicators()
+    assert request.path == f"/{VERSION}/{PNID}/messages"
+    assert request.json == {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": "wamid.IN2",
+        "typing_indicator": {"type": "text"},
+    }
+    assert fake_graph_api.message_sends() == []
+
+
+def test_instagram_typing_on_is_a_sender_action(client, fake_graph_api):
+    client.send_instagram_action(IG_ACCOUNT, "1234567890123456", "typing_on")
+    (request,) = fake_graph_api.typing_indicators()
+    assert request.path == f"/{VERSION}/{IG_ACCOUNT}/messages"
+    assert request.json == {"recipient": {"id": "1234567890123456"}, "sender_action": "typing_on"}
+    assert fake_graph_api.message_sends() == []
+    with pytest.raises(ValueError):
+        client.send_instagram_action(IG_ACCOUNT, "1234567890123456", "dance")
+    assert len(fake_graph_api.requests) == 1  # the unknown action never left
+
+
 def test_send_instagram_text(client, fake_graph_api):
     message_id = client.send_instagram_text(IG_ACCOUNT, "1234567890123456", "مرحبا")
     assert message_id.startswith("mid.FAKE")

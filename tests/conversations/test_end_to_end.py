@@ -23,6 +23,9 @@ def test_a_text_message_gets_exactly_one_grounded_reply(client, shop, fake_graph
     fake_graph.wait_for(1, timeout=15)
     _settle()
     assert fake_graph.sent_texts() == ["We are open every day from 8am to 10pm."]
+    [typing] = fake_graph.typing_indicators()  # read and typing, once
+    [inbound] = shop.messages(direction="in")
+    assert typing.json["message_id"] == inbound.external_id
     shop.wait_until(lambda: shop.messages(direction="out", status="sent"))
     [reply] = shop.messages(direction="out")
     assert reply.citations and reply.trace_id

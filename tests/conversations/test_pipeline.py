@@ -67,10 +67,18 @@ def test_a_question_gets_one_grounded_reply_sent_to_whatsapp(
     message.refresh_from_db()
     assert message.status == "answered"
     assert fake_graph.sent_texts() == [reply.text]
+    # Read and typing were shown once, before the reply went out.
     reads = [r.json for r in fake_graph.requests if (r.json or {}).get("status") == "read"]
     assert reads == [
-        {"messaging_product": "whatsapp", "status": "read", "message_id": message.external_id}
+        {
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": message.external_id,
+            "typing_indicator": {"type": "text"},
+        }
     ]
+    order = ["typing" if "typing_indicator" in r.json else "send" for r in fake_graph.requests]
+    assert order == ["typing", "send"]
     # The prompt carried the knowledge, the question and the persona.
     [call] = online.chat_calls
     system = call["messages"][0]["content"]
@@ -138,6 +146,34 @@ def test_llm_failing_every_time_gives_fallback_and_handoff(
     conversation = Conversation.objects.get(pk=message.conversation_id)
     assert conversation.mode == "handoff" and conversation.handoff_reason == "llm_unavailable"
     assert conversation.events.filter(kind="handoff").exists()
+    assert len(fake_graph.typing_indicators()) == 1  # shown when the reply began, not per retry
+
+
+def test_an_instagram_reply_shows_typing_on_first(
+    in_tenant_a, online, fake_graph, eager_tasks, settings, django_capture_on_commit_callbacks
+):
+    import dataclasses
+
+    settings.SAME_CUSTOMER_SPACING_MS = 0
+    add_faq_knowledge()
+    account = ChannelAccountFactory(
+        client=in_tenant_a, kind="instagram", external_id="17841400000001"
+    )
+    message, _ = services.message_receive(
+        account=account,
+        inbound=dataclasses.replace(
+            inbound("Do you deliver?", phone_id=account.external_id),
+            channel="instagram",
+            contact_key="1234567890123456",
+            wa_id="",
+            user_id="1234567890123456",
+            external_id="mid.IN1",
+        ),
+    )
+    assert run(message, django_capture_on_commit_callbacks) == "answered"
+    first, second = fake_graph.requests
+    assert first.json == {"recipient": {"id": "1234567890123456"}, "sender_action": "typing_on"}
+    assert second.is_message_send and second.json["recipient"] == {"id": "1234567890123456"}
 
 
 def test_empty_llm_output_falls_back(

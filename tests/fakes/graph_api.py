@@ -15,8 +15,10 @@ reaches the internet.
 Routes:
 - `POST /{version}/{id}/messages`: WhatsApp bodies (`messaging_product: whatsapp`) get
   `{"messaging_product", "contacts": [...], "messages": [{"id": "wamid.FAKE..."}]}`, read
-  receipts (`status: read`) get `{"success": true}`, Instagram bodies (`recipient`) get
-  `{"recipient_id", "message_id": "mid.FAKE..."}`.
+  receipts (`status: read`, optionally with `typing_indicator: {type: text}`) get
+  `{"success": true}`, Instagram bodies (`recipient`) get `{"recipient_id", "message_id":
+  "mid.FAKE..."}`, Instagram sender actions (`typing_on`, `typing_off`, `mark_seen`)
+  `{"recipient_id"}`. Anything else is Graph's error 100.
 - `GET /{version}/{media_id}`: media registered with `add_media()` → `{url, mime_type,
   file_size, sha256, id}` with a url pointing back here; unknown ids → Graph's error 100/33.
 - `GET /media-download/{media_id}`: the media's bytes (Bearer header required, like Meta).
@@ -235,6 +237,17 @@ class FakeGraphApi:
             if r.is_message_send and (not successful_only or r.status < 400)
         ]
 
+    def typing_indicators(self) -> list[RecordedRequest]:
+        """Requests that showed a typing indicator (WhatsApp read receipt with
+        `typing_indicator`, Instagram `sender_action: typing_on`) and were accepted."""
+        return [
+            r
+            for r in self.requests
+            if r.status < 400
+            and isinstance(r.json, dict)
+            and ("typing_indicator" in r.json or r.json.get("sender_action") == "typing_on")
+        ]
+
     def sent_texts(self) -> list[str]:
         """Texts of message sends that the fake accepted (as Meta would have delivered them)."""
         return [r.text for r in self.message_sends(successful_only=True) if r.text is not None]
@@ -323,6 +336,9 @@ class FakeGraphApi:
             return 400, _graph_error(100, "Invalid parameter"), None
         if body.get("messaging_product") == "whatsapp":
             if body.get("status") == "read":
+                typing = body.get("typing_indicator")
+                if typing is not None and typing != {"type": "text"}:
+                    return 400, _graph_error(100, "Invalid parameter"), None
                 return 200, {"success": True}, None
             to = body.get("to")
             if not to or "type" not in body:
@@ -338,6 +354,8 @@ class FakeGraphApi:
         recipient = body.get("recipient")
         if isinstance(recipient, dict) and recipient.get("id"):
             if "message" not in body:  # sender_action (typing, mark_seen)
+                if body.get("sender_action") not in {"typing_on", "typing_off", "mark_seen"}:
+                    return 400, _graph_error(100, "Invalid parameter"), None
                 return 200, {"recipient_id": recipient["id"]}, None
             return (
                 200,
