@@ -323,6 +323,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # messages back at once (kombu restores them when the channel closes).
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 60),
     "unacked_restore_limit": 100,
+    # kombu 5.7 looks for such messages only every interval x throttle seconds (100 s by
+    # default), which would add up to 100 s to the visibility timeout: look every 5 s.
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
     "polling_interval": 1,
     "socket_timeout": 10,
     "socket_connect_timeout": 3,
