@@ -37,3 +37,23 @@ def test_replies_of_many_conversations_wait_on_the_llm_together(client, shop, fa
     assert {r.text for r in sends} == {"We are open every day from 8am to 10pm."}
     answered = shop.messages(direction="in", status="answered")
     assert len(answered) == customers
+
+
+def test_llm_errors_and_timeouts_under_concurrency_are_retried_per_conversation(
+    client, shop, fake_graph, fake_llm
+):
+    # Two 5xx and two timeouts (the workers' LLM_TIMEOUT is 2 s) among six conversations.
+    fake_llm.fail_next(503, times=2, endpoint="chat")
+    fake_llm.hang_next(3.0, times=2, endpoint="chat")
+    customers = 6
+    for n in range(customers):
+        _send_from(client, shop, 100 + n, "Do you deliver?")
+    fake_graph.wait_for(customers, timeout=60)
+    sends = fake_graph.message_sends()
+    assert sorted(r.json["to"] for r in sends) == [f"1555{100 + n:07d}" for n in range(customers)]
+    assert {r.text for r in sends} == {
+        "Yes, we deliver within 5 km for 10 MAD; free above 100 MAD."
+    }
+    # One owner of retries (the task): each failure cost exactly one more call, no SDK retry.
+    # A request can take a hang and a failure at once, so 2 to 4 failed calls in all.
+    assert customers + 2 <= len(fake_llm.chat_calls) <= customers + 4
