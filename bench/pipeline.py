@@ -91,6 +91,11 @@ def main() -> int:
     os.environ["EMBEDDING_BACKEND"] = "hashing"
     settings.EMBEDDING_BACKEND = "hashing"
     client = bench_client("bench-pipeline")
+    # One client sends everything here: its plan allows all of the worker (fairness between
+    # clients is bench/fairness.py's subject).
+    client.llm_concurrency = 1000
+    client.messages_per_day = 10**9  # past the plan's limit, replies are fallbacks (no LLM)
+    client.save(update_fields=["llm_concurrency", "messages_per_day"])
     account = ChannelAccount.objects.filter(client=client).first() or ChannelAccount.objects.create(
         client=client,
         kind="whatsapp",
@@ -138,12 +143,16 @@ def main() -> int:
             ),
         ]
     peak_rss = [0.0]
+    rss_timeline: list[tuple[float, float]] = []
     sampling = threading.Event()
+    begun = time.monotonic()
 
     def sample_rss() -> None:
         while not sampling.wait(0.5):
             rss = sum(process_tree_rss_mb(w.proc.pid) for w in reply_workers)
             peak_rss[0] = max(peak_rss[0], rss)
+            if not rss_timeline or time.monotonic() - begun - rss_timeline[-1][0] >= 10:
+                rss_timeline.append((round(time.monotonic() - begun, 1), rss))
 
     sampler = threading.Thread(target=sample_rss, daemon=True)
     sampler.start()
@@ -197,6 +206,36 @@ def main() -> int:
             if r.json.get("to") in sent_at
         ]
 
+        # Reply capacity: messages stored and their reply tasks enqueued at once (as the
+        # webhook does), without the web in front: replies/s of the reply workers alone.
+        from conversations import services as conversation_services
+        from conversations.tasks import handle_inbound_task
+        from tests.conversations.helpers import inbound
+
+        graph.reset()
+        with tenant_context(client):
+            stored = []
+            for n in range(options.messages):
+                wa_id = f"3{run[:3].encode().hex()[:4]}{n:07d}"[:15]
+                message, _ = conversation_services.message_receive(
+                    account=account,
+                    inbound=inbound(
+                        "What are your opening hours?", wa_id=wa_id, phone_id=account.external_id
+                    ),
+                )
+                stored.append((message.pk, wa_id))
+            capacity_started = time.monotonic()
+            for pk, wa_id in stored:
+                sent_at[wa_id] = time.monotonic()
+                handle_inbound_task.delay(pk)
+        graph.wait_for(options.messages, timeout=600)
+        capacity_sends = [r for r in graph.message_sends() if r.json.get("to") in sent_at]
+        capacity_elapsed = max(r.received_at for r in capacity_sends) - capacity_started
+        capacity_rate = options.messages / capacity_elapsed
+        capacity_latency = summary_ms(
+            [r.received_at - sent_at[r.json["to"]] for r in capacity_sends]
+        )
+
         steady: dict = {}
         if options.rate:
             # A steady arrival rate: the p95 a customer sees when the load is sustained.
@@ -235,11 +274,15 @@ def main() -> int:
         rate = options.messages / elapsed
         results = {
             "messages": options.messages,
+            "replies_per_second": round(capacity_rate, 1),
+            "enqueue_to_reply_capacity_run": capacity_latency,
+            "replies_ratio_to_noop": round(capacity_rate / noop_rate, 3),
             "end_to_end_messages_per_second": round(rate, 1),
             "webhook_to_reply_light_load": summary_ms(light),
             "webhook_to_reply_under_burst": summary_ms(latencies),
             "webhook_to_reply_steady": steady,
             "reply_workers_peak_rss_mb": peak_rss[0],
+            "reply_workers_rss_timeline_s_mb": rss_timeline,
             "load_average_before": load_before,
             "load_average_after": load_average(),
             "noop_task_per_second": round(noop_rate, 1),
@@ -269,6 +312,11 @@ def main() -> int:
 
         redis_lib.Redis.from_url(broker).flushdb()
     light, burst = results["webhook_to_reply_light_load"], results["webhook_to_reply_under_burst"]
+    capacity = results["enqueue_to_reply_capacity_run"]
+    print(
+        f"capacity   : {results['replies_per_second']} replies/s ({options.messages} enqueued "
+        f"at once), p50 {capacity['p50_ms']} ms, p95 {capacity['p95_ms']} ms"
+    )
     print(f"light load : webhook to reply p50 {light['p50_ms']} ms, p95 {light['p95_ms']} ms")
     print(
         f"burst      : {results['end_to_end_messages_per_second']} messages/s, p50 "

@@ -13,11 +13,29 @@ from conversations import fairness, handoff, notifications, outbound, pipeline, 
 from wafaa.tasks import ClientTask, WafaaTask
 
 
+class FairReplyTask(ClientTask):
+    """A reply task is sent only with one of its client's slots; otherwise its message
+    waits in the client's line (conversations/fairness.py). `fair_bypass=True` sends anyway
+    (a reply retried after its client's pause)."""
+
+    abstract = True
+
+    def apply_async(self, args=None, kwargs=None, **options):
+        bypass = options.pop("fair_bypass", False)
+        message_id = (kwargs or {}).get("message_id", (args or [None])[0])
+        if not bypass and not fairness.reply_admit(message_id=message_id):
+            return None
+        return super().apply_async(args, kwargs, **options)
+
+
 @shared_task(
-    base=ClientTask, bind=True, name="conversations.tasks.handle_inbound_task", max_retries=None
+    base=FairReplyTask,
+    bind=True,
+    name="conversations.tasks.handle_inbound_task",
+    max_retries=None,
 )
 def handle_inbound_task(self, message_id):
-    # One of the client's slots, or a place in the client's line (conversations/fairness.py).
+    # Its ticket, a free slot, or a place in the client's line (conversations/fairness.py).
     slot = fairness.slot_acquire(message_id=message_id)
     if slot is None:
         return "waiting"
@@ -31,7 +49,8 @@ def handle_inbound_task(self, message_id):
         if exc.rate_limited:  # pause this client only, as long as the provider asked
             pause = fairness.client_backoff(seconds=exc.retry_after or countdown)
             countdown = pause + random.uniform(0.2, 1)
-        raise self.retry(exc=exc, countdown=countdown) from None
+        # Sent past the line: it is this client's way out of a pause, and holds no slot.
+        raise self.retry(exc=exc, countdown=countdown, fair_bypass=True) from None
     except pipeline.ConversationBusyError as exc:
         if retries > 30:
             raise

@@ -35,37 +35,48 @@ def lines(redis_client, tenant_a, tenant_b):
 def test_a_client_at_its_cap_waits_in_its_own_line_released_oldest_first(lines, tenant_a):
     tenant_a.llm_concurrency = 2
     with inside(tenant_a):
-        first, second = fairness.slot_acquire(message_id=1), fairness.slot_acquire(message_id=2)
-        assert first and second
-        assert fairness.slot_acquire(message_id=3) is None
-        assert fairness.slot_acquire(message_id=4) is None
-        assert fairness.slot_acquire(message_id=3) is None  # sent again: keeps its place
+        assert fairness.reply_admit(message_id=1) and fairness.reply_admit(message_id=2)
+        assert fairness.reply_admit(message_id=3) is False  # full: nothing sent, in line
+        assert fairness.reply_admit(message_id=4) is False
+        assert fairness.reply_admit(message_id=3) is False  # sent again: keeps its place
         assert fairness.waiting_count(tenant_a.schema_name) == 2
-        assert fairness.slot_release(first) == ["3"]
-        # Message 3's task comes back and takes the freed slot; it leaves the line.
+        first = fairness.slot_acquire(message_id=1)  # the tasks start with their tickets
+        second = fairness.slot_acquire(message_id=2)
+        assert first and second
+        assert fairness.slot_release(first) == ["3"]  # 3 takes the slot; its task is sent
+        assert fairness.reply_admit(message_id=5) is False  # 4 waits before it
         third = fairness.slot_acquire(message_id=3)
-        assert third and fairness.waiting_count(tenant_a.schema_name) == 1
+        assert third and fairness.waiting_count(tenant_a.schema_name) == 2
         assert fairness.slot_release(second) == ["4"]
-        assert fairness.slot_release(third) == []
+        assert fairness.slot_release(third) == ["5"]
 
 
 def test_a_full_client_never_holds_another_client(lines, tenant_a, tenant_b):
     tenant_a.llm_concurrency = 1
     with inside(tenant_a):
-        assert fairness.slot_acquire(message_id=1)
-        assert fairness.slot_acquire(message_id=2) is None
+        assert fairness.reply_admit(message_id=1)
+        assert fairness.reply_admit(message_id=2) is False
     with inside(tenant_b):
-        assert fairness.slot_acquire(message_id=1)
-        assert fairness.slot_acquire(message_id=2)
+        assert fairness.reply_admit(message_id=1)
+        assert fairness.reply_admit(message_id=2)
         assert fairness.waiting_count(tenant_b.schema_name) == 0
 
 
-def test_the_slot_of_a_dead_worker_is_freed_after_the_task_time_limit(lines, tenant_a, settings):
+def test_a_task_without_a_ticket_takes_a_free_slot_or_waits(lines, tenant_a):
     tenant_a.llm_concurrency = 1
     with inside(tenant_a):
-        assert fairness.slot_acquire(message_id=1)  # its worker dies: never released
-        assert fairness.slot_acquire(message_id=2) is None
-        settings.CELERY_TASK_TIME_LIMIT = -1  # as if the time limit had passed since
+        slot = fairness.slot_acquire(message_id=7)  # e.g. sent by an older release
+        assert slot
+        assert fairness.slot_acquire(message_id=8) is None
+        assert fairness.slot_release(slot) == ["8"]
+
+
+def test_the_slot_of_a_lost_task_is_freed_after_its_time(lines, tenant_a, settings):
+    tenant_a.llm_concurrency = 1
+    with inside(tenant_a):
+        assert fairness.reply_admit(message_id=1)  # its task is lost: never released
+        assert fairness.reply_admit(message_id=2) is False
+        settings.CELERY_TASK_TIME_LIMIT = -1000  # as if visibility + time limit had passed
         assert fairness.slot_acquire(message_id=2)
 
 
@@ -111,7 +122,7 @@ def test_a_429_for_one_client_pauses_that_client_only_for_its_retry_after(
         with pytest.raises(Retry) as retry:
             handle_inbound_task.delay(first.pk)
         assert 7 < retry.value.when < 8.5
-        assert handle_inbound_task.delay(second.pk).get() == "waiting"
+        assert handle_inbound_task.delay(second.pk) is None  # paused: in line, not sent
         pause_ms = redis_client.pttl(f"wafaa:replies:backoff:{tenant_a.schema_name}")
         assert fairness.waiting_count(tenant_a.schema_name) == 1
         assert not Message.objects.filter(direction="out").exists()
