@@ -197,9 +197,11 @@ def outbound_url_check(url: str, *, resolve: Resolver = resolve_host) -> Target:
     allowed_ports, allowed_networks = _policy()
     try:
         addresses = resolve(ascii_host, port)
-    except (OSError, UnicodeError) as exc:
-        raise OutboundHostUnresolvedError("The URL's host name does not resolve.") from exc
+    except (OSError, UnicodeError):
+        addresses = []
     if not addresses:
+        if scheme != "https":  # http is only for allow-listed addresses, which this is not
+            raise OutboundURLRefusedError("The URL must use https://.")
         raise OutboundHostUnresolvedError("The URL's host name does not resolve.")
 
     operator_allowed = all(_in_networks(a, allowed_networks) for a in addresses)
