@@ -18,8 +18,9 @@ The rules (docs/security.md, "Outbound calls and logs"):
 - the connection goes to the address that was checked (the name is not looked up a second
   time, so DNS rebinding gets nothing), while TLS still verifies the certificate for the name
   (SNI and the Host header carry the name);
-- redirects are never followed, and proxies from the environment are not used (a proxy would
-  make its own lookup).
+- redirects are not followed (callbacks); a caller that needs a few (media on a CDN) asks for
+  them, and each hop is checked and pinned like the first; proxies from the environment are
+  not used (a proxy would make its own lookup).
 
 OUTBOUND_ALLOWED_NETWORKS lets an operator name address ranges that pass although they are
 not public (a relay inside their network; the test suite's fake servers on 127.0.0.1). An
@@ -37,7 +38,7 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -266,33 +267,66 @@ def _preferred(addresses: tuple[str, ...]) -> str:
 
 
 def outbound_request(
-    method: str, url: str, *, resolve: Resolver = resolve_host, **kwargs
+    method: str,
+    url: str,
+    *,
+    resolve: Resolver = resolve_host,
+    max_redirects: int = 0,
+    **kwargs,
 ) -> requests.Response:
     """One HTTP request to a URL a client or a webhook chose, under the rules above.
 
-    `kwargs` go to requests (data, json, headers, timeout, stream, verify). Raises
-    OutboundURLRefusedError when the URL is refused (not worth retrying),
-    OutboundRedirectRefusedError on a 3xx answer, and requests.ConnectionError when the name
-    does not resolve now (worth retrying) or the connection fails.
+    `kwargs` go to requests (data, json, headers, timeout, stream, verify). Redirects are not
+    followed (`max_redirects=0`, callbacks); a caller that must follow some (media on a CDN)
+    passes a small `max_redirects`, and every hop is checked and pinned like the first, with
+    the Authorization header dropped when the host changes.
+
+    Raises OutboundURLRefusedError when a URL is refused (not worth retrying),
+    OutboundRedirectRefusedError on a redirect past `max_redirects`, and
+    requests.ConnectionError when a name does not resolve now (worth retrying) or the
+    connection fails.
     """
+    kwargs.setdefault("timeout", (3.05, 10))
+    for hop in range(max_redirects + 1):
+        response = _pinned_request(method, url, resolve=resolve, **kwargs)
+        if not (response.is_redirect or 300 <= response.status_code < 400):
+            return response
+        response.close()
+        location = response.headers.get("Location")
+        if hop == max_redirects or not location:
+            raise OutboundRedirectRefusedError(
+                f"The server answered {response.status_code} (a redirect); "
+                + ("redirects are not followed." if not max_redirects else "too many redirects.")
+            )
+        next_url = urljoin(url, location)
+        if urlsplit(next_url).hostname != urlsplit(url).hostname:
+            headers = {
+                k: v
+                for k, v in (kwargs.get("headers") or {}).items()
+                if k.lower() != "authorization"
+            }
+            kwargs["headers"] = headers
+        if response.status_code in (301, 302, 303) and method.upper() not in ("GET", "HEAD"):
+            method = "GET"
+            kwargs.pop("data", None)
+            kwargs.pop("json", None)
+        url = next_url
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _pinned_request(method: str, url: str, *, resolve: Resolver, **kwargs) -> requests.Response:
     try:
         target = outbound_url_check(url, resolve=resolve)
     except OutboundHostUnresolvedError as exc:
         raise requests.ConnectionError(str(exc)) from exc
-    kwargs.setdefault("timeout", (3.05, 10))
     session = requests.Session()
     session.trust_env = False  # no proxy from the environment: it would resolve anew
     adapter = PinnedAdapter(target, _preferred(target.addresses))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     try:
-        response = session.request(method, url, allow_redirects=False, **kwargs)
+        return session.request(method, url, allow_redirects=False, **kwargs)
     finally:
-        if not kwargs.get("stream"):  # a streamed body is still being read by the caller
-            session.close()
-    if response.is_redirect or 300 <= response.status_code < 400:
-        response.close()
-        raise OutboundRedirectRefusedError(
-            f"The server answered {response.status_code} (a redirect); redirects are not followed."
-        )
-    return response
+        # A streamed body stays readable: its connection is checked out of the pool, and
+        # is closed (not pooled) when the caller closes the response.
+        session.close()

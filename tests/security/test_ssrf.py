@@ -374,3 +374,50 @@ def test_the_allow_list_is_by_address_and_the_test_settings_allow_127_0_0_1_only
     netguard.outbound_url_check("http://127.0.0.1:8080/hook")
     with pytest.raises(netguard.OutboundURLRefusedError):
         netguard.outbound_url_check("http://127.0.0.2:8080/hook")
+
+
+# --- media URLs named in a webhook go through the same guard ---------------------------------
+
+
+def _graph_client():
+    from channels_app.graph import GraphClient
+
+    return GraphClient("http://127.0.0.1:9", "v23.0", "EAAtoken-that-must-stay-home")
+
+
+def test_a_media_url_from_a_webhook_to_a_non_public_address_is_not_fetched(servers):
+    from channels_app.graph import GraphClientError
+
+    target = servers("127.0.0.2")
+
+    with pytest.raises(GraphClientError, match="refused"):
+        _graph_client().download_media(f"http://{target.netloc}/latest/meta-data", 1000)
+
+    assert target.connections == 0
+
+
+def test_a_media_cdn_redirect_is_checked_again_at_every_hop(servers):
+    from channels_app.graph import GraphClientError
+
+    target = servers("127.0.0.2")
+    cdn = servers("127.0.0.1")
+    cdn.redirect_to = f"http://{target.netloc}/internal"
+
+    with pytest.raises(GraphClientError, match="refused"):
+        _graph_client().download_media(f"{cdn.url}/media", 1000)
+
+    assert len(cdn.requests) == 1
+    assert target.connections == 0
+
+
+def test_a_redirect_to_another_host_drops_the_token(servers):
+    # 127.0.0.1 and its other name: both allowed, but a different host, so no token for it.
+    second = servers("127.0.0.1")
+    first = servers("127.0.0.1")
+    first.redirect_to = f"http://2130706433:{second.port}/cdn"
+
+    data = _graph_client().download_media(f"{first.url}/media", 1000)
+
+    assert data == b""
+    assert first.requests[0].headers["Authorization"] == "Bearer EAAtoken-that-must-stay-home"
+    assert "Authorization" not in second.requests[0].headers
