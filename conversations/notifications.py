@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 import requests
 from django.db import connection, transaction
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from wafaa import netguard
 
@@ -93,7 +93,12 @@ def payload_build(
 
 
 def sign(*, secret: str, webhook_id: str, timestamp: datetime, body: bytes) -> str:
-    """The webhook-signature header value for `body` (standardwebhooks' own signing)."""
+    """The webhook-signature header value for `body` (standardwebhooks' own signing).
+
+    Raises EmptyWebhookSecretError for an empty secret, ValueError for one that is not base64.
+    """
+    if not secret.startswith("whsec_"):
+        raise ValueError("a callback secret is whsec_ and base64")
     return Webhook(secret).sign(webhook_id, timestamp, body.decode())
 
 
@@ -104,20 +109,21 @@ def deliver(*, client, webhook_id: str, payload: dict, timeout: float = 5.0) -> 
     refused by the outbound guard: not retried). Raises requests.RequestException (HTTPError
     on 5xx/429, ConnectionError when the name does not resolve now) so the task retries.
     """
-    if not client.callback_secret:
-        # Never sign with an empty key: a secret is made when the client is created.
-        logger.error("callback not sent: the client has no callback secret")
-        return None
     body = json.dumps(payload, separators=(",", ":"), default=str).encode()
     now = datetime.now(UTC)
+    secret = client.callback_secret or ""
+    try:
+        # Never sign with an empty key: a secret is made when the client is created.
+        signature = sign(secret=secret, webhook_id=webhook_id, timestamp=now, body=body)
+    except (EmptyWebhookSecretError, ValueError):  # empty, or not a whsec_ base64 secret
+        logger.error("callback not sent: the client has no valid callback secret")
+        return None
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Wafaa-Webhooks/1",
         "webhook-id": webhook_id,
         "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": sign(
-            secret=client.callback_secret, webhook_id=webhook_id, timestamp=now, body=body
-        ),
+        "webhook-signature": signature,
         "X-Wafaa-Event": payload["event"],
     }
     try:

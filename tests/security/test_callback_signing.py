@@ -77,10 +77,11 @@ def test_the_migration_gives_empty_and_old_style_secrets_a_standard_one(tenant_a
         assert Client.objects.get(pk=pk).callback_secret == secret
 
 
-def test_a_client_with_no_secret_sends_nothing_unsigned(tenant_a, receiver):
+@pytest.mark.parametrize("secret", ["", "not-a-standard-secret"])
+def test_a_client_with_no_valid_secret_sends_nothing_unsigned(tenant_a, receiver, secret):
     client = Client.objects.get(pk=tenant_a.pk)
     client.callback_url = receiver.url
-    client.callback_secret = ""
+    client.callback_secret = secret
 
     status = notifications.deliver(
         client=client, webhook_id=f"msg_{uuid.uuid4().hex}", payload={"event": "handoff"}
