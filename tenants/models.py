@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
 
+from wafaa import netguard
 from wafaa.crypto import EncryptedTextField
 from wafaa.models import TimeStampedModel
 
@@ -29,8 +30,6 @@ def new_callback_secret() -> str:
 
 def validate_callback_url(value: str) -> None:
     """Save-time check of a callback URL by the outbound guard (checked again when called)."""
-    from wafaa import netguard
-
     try:
         netguard.outbound_url_check(value)
     except netguard.OutboundURLRefusedError as exc:

@@ -8,6 +8,7 @@ import time
 from django.db import connection
 
 from wafaa import context, metrics
+from wafaa.api.exceptions import error_response
 
 logger = logging.getLogger("wafaa.http")
 
@@ -91,8 +92,6 @@ class NulCharacterMiddleware:
             "\x00" in key or any("\x00" in value for value in values)
             for key, values in request.GET.lists()
         ):
-            from wafaa.api.exceptions import error_response
-
             logger.info("request with a NUL character refused", extra={"method": request.method})
             return error_response(
                 "malformed_request",

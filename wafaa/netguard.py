@@ -150,6 +150,7 @@ def address_is_public(address: str | ipaddress.IPv4Address | ipaddress.IPv6Addre
 
 
 def _policy() -> tuple[set[int], list]:
+    # Read at call time (tests change the settings), and so this module imports without Django.
     from django.conf import settings
 
     ports = {int(port) for port in getattr(settings, "OUTBOUND_ALLOWED_PORTS", [443, 8443])}
