@@ -136,9 +136,7 @@ def render_configs(ports: dict, receiver_url: str) -> dict[str, Path]:
         '"web:8000"': f'"127.0.0.1:{ports["web_a"]}"',
         '"web-2:8000"': f'"127.0.0.1:{ports["web_b"]}"',
         # The drill runs one worker for every queue where compose runs one per queue.
-        '"replies:9100", "ingest:9100", "default:9100"': (
-            f'"127.0.0.1:{ports["worker_metrics"]}"'
-        ),
+        '"replies:9100", "ingest:9100", "default:9100"': (f'"127.0.0.1:{ports["worker_metrics"]}"'),
         '"alertmanager:9093"': f'"127.0.0.1:{ports["alertmanager"]}"',
         "scrape_interval: 15s": f"scrape_interval: {INTERVAL}",
         "evaluation_interval: 15s": f"evaluation_interval: {INTERVAL}",
