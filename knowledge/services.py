@@ -48,9 +48,11 @@ from wafaa.ai.embeddings import (
     EmbeddingError,
     EmbeddingPermanentError,
     EmbeddingTransientError,
+    OpenAIEmbedder,
     truncate_text,
 )
 from wafaa.ai_config import get_embedder
+from wafaa.db import release_connection
 from wafaa.errors import ApplicationError, PayloadTooLargeError, PlanLimitError
 from wafaa.tenancy import assert_client_schema
 
@@ -518,6 +520,8 @@ def _query_vector(embedder: Embedder, query: str) -> list[float] | None:
     if embedder.dimensions != settings.EMBEDDING_DIMENSIONS:
         logger.error("embedder dimensions do not match the database; keyword search only")
         return None
+    if isinstance(embedder, OpenAIEmbedder):
+        release_connection()  # none held while the embeddings API answers (pooled workers)
     try:
         return embed_texts(embedder, [query])[0]
     except EmbeddingError as exc:
