@@ -57,3 +57,20 @@ def test_llm_errors_and_timeouts_under_concurrency_are_retried_per_conversation(
     # One owner of retries (the task): each failure cost exactly one more call, no SDK retry.
     # A request can take a hang and a failure at once, so 2 to 4 failed calls in all.
     assert customers + 2 <= len(fake_llm.chat_calls) <= customers + 4
+
+
+def test_a_client_at_its_cap_is_answered_in_turn_never_more_at_once(
+    client, shop, fake_graph, fake_llm
+):
+    shop.client.llm_concurrency = 2
+    shop.client.save(update_fields=["llm_concurrency"])
+    fake_llm.latency = 0.5
+    customers = 6
+    for n in range(customers):
+        _send_from(client, shop, 200 + n, "How much is a cappuccino?")
+    fake_graph.wait_for(customers, timeout=60)
+    # The rest waited in the client's line and were sent as its replies finished.
+    assert fake_llm.max_in_flight == 2
+    sends = fake_graph.message_sends()
+    assert sorted(r.json["to"] for r in sends) == [f"1555{200 + n:07d}" for n in range(customers)]
+    assert len(shop.messages(direction="in", status="answered")) == customers
