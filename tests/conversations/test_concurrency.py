@@ -70,7 +70,7 @@ def test_a_client_at_its_cap_is_answered_in_turn_never_more_at_once(
         _send_from(client, shop, 200 + n, "How much is a cappuccino?")
     fake_graph.wait_for(customers, timeout=60)
     # The rest waited in the client's line and were sent as its replies finished.
-    assert fake_llm.max_in_flight == 2
+    assert 1 <= fake_llm.max_in_flight <= 2
     sends = fake_graph.message_sends()
     assert sorted(r.json["to"] for r in sends) == [f"1555{200 + n:07d}" for n in range(customers)]
     assert len(shop.messages(direction="in", status="answered")) == customers
