@@ -12,6 +12,7 @@ import os
 
 from celery import bootsteps
 from celery.signals import (
+    task_prerun,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -73,6 +74,16 @@ def _log_shutdown(sig=None, how=None, exitcode=None, **kwargs):
         "worker shutting down; unfinished tasks go back to the queue (late acks)",
         extra={"signal": sig, "how": how},
     )
+
+
+@task_prerun.connect
+def _reset_query_log(**kwargs):
+    """With DEBUG (development), Django keeps every statement of a connection (up to 9,000).
+    The web forgets them at each request; a worker must at each task, or a threads worker
+    holds 9,000 statements for each of its 100 threads (RSS grew ~35 kB per reply)."""
+    from django.db import reset_queries
+
+    reset_queries()
 
 
 @worker_process_init.connect
