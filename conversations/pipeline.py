@@ -104,6 +104,12 @@ def _reply_locked(message: Message, *, final_attempt: bool, send: bool) -> str:
         return "already_handled"
     if pending[-1].pk != message.pk:
         return "batched"  # a newer message's task answers the whole burst
+    if unsent := [m.pk for m in pending if m.deleted_at]:
+        # The customer unsent these before we answered: never answer them.
+        Message.objects.filter(pk__in=unsent).update(status=Message.Status.STORED)
+        pending = [m for m in pending if not m.deleted_at]
+        if not pending:
+            return "deleted"
     if conversation.mode != Conversation.Mode.BOT:
         Message.objects.filter(pk__in=[m.pk for m in pending]).update(
             status=Message.Status.STORED, updated_at=timezone.now()

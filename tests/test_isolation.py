@@ -153,6 +153,7 @@ CLIENT_SCOPED_ENDPOINTS = [
     Row("GET", "contacts", make_conversation),
     Row("GET", "contacts/{contact_id}", make_conversation),
     Row("GET", "usage"),
+    Row("GET", "orders", make_conversation),
     Row("POST", "callback-secret"),
     # knowledge
     Row(

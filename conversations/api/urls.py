@@ -32,5 +32,6 @@ urlpatterns = [
     path("contacts", views.ContactListApi.as_view(), name="contact-list"),
     path("contacts/<int:contact_id>", views.ContactDetailApi.as_view(), name="contact-detail"),
     path("usage", views.UsageApi.as_view(), name="usage"),
+    path("orders", views.OrderListApi.as_view(), name="order-list"),
     path("callback-secret", views.CallbackSecretRotateApi.as_view(), name="callback-secret"),
 ]

@@ -42,6 +42,8 @@ class ConversationListApi(ClientScopedAPIView):
             channel=data.get("channel"),
             contact_id=data.get("contact"),
             updated_since=data.get("updated_since"),
+            ad_source_id=data.get("ad_source_id"),
+            from_ad=data.get("from_ad"),
         )
         return self.paginate(request, queryset, s.ConversationOutputSerializer)
 
@@ -138,7 +140,23 @@ class UsageApi(ClientScopedAPIView):
                 "completion_tokens",
             )
         }
-        return Response({"from": start, "to": end, "days": data, "totals": totals})
+        ads = s.AdUsageOutputSerializer(selectors.ad_usage_list(start=start, end=end), many=True)
+        return Response({"from": start, "to": end, "days": data, "totals": totals, "ads": ads.data})
+
+
+class OrderListApi(ClientScopedAPIView):
+    """Orders customers placed from the catalogue (WhatsApp), newest first."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("conversation", int)],
+        responses={200: s.OrderOutputSerializer(many=True)},
+    )
+    def get(self, request, client_id):
+        conversation = request.query_params.get("conversation")
+        if conversation is not None and not conversation.isdigit():
+            raise ValidationError({"conversation": ["Must be a conversation id."]})
+        queryset = selectors.order_list(conversation_id=int(conversation) if conversation else None)
+        return self.paginate(request, queryset, s.OrderOutputSerializer)
 
 
 class CallbackSecretRotateApi(ClientScopedAPIView):
