@@ -107,6 +107,8 @@ class Message(TimeStampedModel):
     # Meta's id (wamid / mid); unique, so a redelivered webhook stores nothing new.
     external_id = models.CharField(max_length=256, unique=True, null=True, blank=True)
     reply_to_external_id = models.CharField(max_length=256, blank=True, default="")
+    # The machine-readable choice behind a tap (a reply button's id, a quick reply's payload).
+    payload = models.CharField(max_length=1000, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
     failure_reason = models.CharField(max_length=64, blank=True, default="")
     failure_detail = models.TextField(blank=True, default="")

@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from conversations import handoff, services
+from conversations import handoff, offers, services
 from conversations.models import Conversation, Message
 from wafaa import ai_config, metrics
 from wafaa.ai import answerer
@@ -63,6 +63,7 @@ class Draft:
     completion_tokens: int | None = None
     latency_ms: int | None = None
     handoff_reason: str = ""
+    buttons: list[dict] = field(default_factory=list)  # reply buttons sent with the text
 
 
 def _client():
@@ -145,6 +146,13 @@ def _draft_for(
             outcome="handoff",
             handoff_reason="plan_limit",
         )
+    if tap := offers.tapped(pending):  # a reply button of the bot's offer: no LLM needed
+        tap_language = offers.tap_language(pending)
+        if tap == offers.HANDOFF_YES:
+            return Draft(
+                _handoff_ack(tap_language), outcome="handoff", handoff_reason="customer_asked"
+            )
+        return Draft(offers.declined_message(tap_language), outcome="declined")
     if not question:
         # Only media, stickers, locations...: we cannot read them yet.
         if client.unsupported_media == client.UnsupportedMedia.HANDOFF:
@@ -195,6 +203,8 @@ def _draft_for(
             outcome="answered" if result.confident else "fallback",
             citations=citations if result.confident else [],
             model="extractive",
+            # Not confident: the text offers a person; the buttons let a tap answer it.
+            buttons=[] if result.confident else offers.handoff_offer_buttons(language),
         )
 
     messages = build_grounded_messages(
@@ -330,6 +340,7 @@ def _store_and_send(
             completion_tokens=draft.completion_tokens,
             latency_ms=int((time.monotonic() - started) * 1000),
             reply_to_external_id=pending[-1].external_id or "",
+            buttons=draft.buttons,
         )
         Message.objects.filter(pk__in=[m.pk for m in pending]).update(
             status=Message.Status.ANSWERED if still_bot else Message.Status.STORED,

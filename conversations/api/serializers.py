@@ -53,6 +53,7 @@ class MessageOutputSerializer(serializers.ModelSerializer):
             "delivered_at",
             "read_at",
             "reply_to_external_id",
+            "payload",
             "media_url",
             "attachments",
             "order",
@@ -153,6 +154,32 @@ class AdUsageOutputSerializer(serializers.Serializer):
     headline = serializers.CharField()
     messages = serializers.IntegerField()
     conversations = serializers.IntegerField()
+
+
+class TemplateSendInputSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=512)
+    language = serializers.CharField(max_length=16)
+    parameters = serializers.ListField(
+        child=serializers.CharField(max_length=1024, trim_whitespace=True),
+        required=False,
+        default=list,
+        max_length=20,
+    )
+
+
+class MediaReplyInputSerializer(StrictInputSerializer):
+    """`file` (multipart) or `url` (an https link Meta fetches), one of them."""
+
+    type = serializers.ChoiceField(choices=["image", "video", "audio", "document"])
+    url = serializers.URLField(required=False, max_length=2000)
+    file = serializers.FileField(required=False)
+    caption = serializers.CharField(required=False, default="", allow_blank=True, max_length=1024)
+    filename = serializers.CharField(required=False, default="", allow_blank=True, max_length=240)
+
+    def validate(self, attrs):
+        if bool(attrs.get("url")) == bool(attrs.get("file")):
+            raise serializers.ValidationError("Give either a file or a url.")
+        return attrs
 
 
 class AgentReplyInputSerializer(StrictInputSerializer):

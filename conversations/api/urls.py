@@ -15,6 +15,16 @@ urlpatterns = [
         name="conversation-reply",
     ),
     path(
+        "conversations/<int:conversation_id>/templates",
+        views.ConversationTemplateSendApi.as_view(),
+        name="conversation-template-send",
+    ),
+    path(
+        "conversations/<int:conversation_id>/media",
+        views.ConversationMediaReplyApi.as_view(),
+        name="conversation-media-reply",
+    ),
+    path(
         "conversations/<int:conversation_id>/handoff",
         views.ConversationHandoffApi.as_view(),
         name="conversation-handoff",

@@ -8,9 +8,10 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from conversations import handoff, selectors
+from conversations import agent_outbound, handoff, selectors
 from conversations.api import serializers as s
 from wafaa.api.base import ClientScopedAPIView
 
@@ -66,6 +67,51 @@ class ConversationMessageCreateApi(ClientScopedAPIView):
             conversation=_conversation_or_404(conversation_id),
             text=data.validated_data["text"],
             agent_email=_actor(request),
+        )
+        return Response(s.MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class ConversationTemplateSendApi(ClientScopedAPIView):
+    """Send an approved WhatsApp template (e.g. to reopen a conversation after 24 hours)."""
+
+    @extend_schema(
+        request=s.TemplateSendInputSerializer, responses={201: s.MessageOutputSerializer}
+    )
+    def post(self, request, client_id, conversation_id):
+        data = s.TemplateSendInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        message = agent_outbound.template_send(
+            conversation=_conversation_or_404(conversation_id),
+            agent_email=_actor(request),
+            **data.validated_data,
+        )
+        return Response(s.MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class ConversationMediaReplyApi(ClientScopedAPIView):
+    """An agent's image, video, audio or document: multipart `file` or JSON `url`."""
+
+    parser_classes = [MultiPartParser, JSONParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": s.MediaReplyInputSerializer,
+            "application/json": s.MediaReplyInputSerializer,
+        },
+        responses={201: s.MessageOutputSerializer},
+    )
+    def post(self, request, client_id, conversation_id):
+        data = s.MediaReplyInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        message = agent_outbound.agent_media_reply(
+            conversation=_conversation_or_404(conversation_id),
+            agent_email=_actor(request),
+            kind=values["type"],
+            url=values.get("url", ""),
+            upload=values.get("file"),
+            caption=values["caption"],
+            filename=values["filename"],
         )
         return Response(s.MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
 
