@@ -19,6 +19,7 @@ import re
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -175,6 +176,10 @@ class GraphInvalidResponseError(GraphError):
 
 class MediaTooLargeError(GraphError):
     """A media download exceeded the caller's `max_bytes`. Not retryable."""
+
+
+class MediaHostNotAllowedError(GraphError):
+    """A media URL (or a redirect) pointed outside the allowed hosts. Not retryable."""
 
 
 # --- Session ------------------------------------------------------------------------------
@@ -446,21 +451,26 @@ class GraphClient:
             raise GraphInvalidResponseError("media lookup returned no url", status_code=200)
         return data
 
-    def download_media(self, url: str, max_bytes: int, *, authenticated: bool = True) -> bytes:
+    def download_media(
+        self,
+        url: str,
+        max_bytes: int,
+        *,
+        authenticated: bool = True,
+        allowed_host: Callable[[str], bool] | None = None,
+    ) -> bytes:
         """Download media from a URL given by `get_media_url`, refusing more than `max_bytes`.
 
         WhatsApp media URLs need the Bearer token; Instagram attachment URLs are pre-signed CDN
         links, so pass `authenticated=False` for them and the token is not handed to a CDN.
         Streamed, so an oversized file is abandoned as soon as it is known to be too big
         (from Content-Length, or while reading) instead of being held in memory first.
+
+        `allowed_host`, when given, must approve the host of the URL and of every redirect
+        (followed here, at most 3, the token never sent to another host): media URLs come from
+        webhooks and Graph answers, and must not make us fetch anything but Meta's media.
         """
-        if not url.startswith(("https://", "http://")):
-            raise GraphClientError("media url must be http(s)")
-        headers = self._auth_headers() if authenticated else {}
-        try:
-            response = self.session.get(url, headers=headers, timeout=self.timeout, stream=True)
-        except requests.RequestException as exc:
-            raise self._transport_error(exc) from None
+        response = self._get_media(url, authenticated, allowed_host)
         with response:
             if response.status_code >= 400:
                 raise self._http_error(response)
@@ -484,6 +494,36 @@ class GraphClient:
             except requests.RequestException as exc:
                 raise self._transport_error(exc) from None
             return b"".join(chunks)
+
+    def _get_media(
+        self, url: str, authenticated: bool, allowed_host: Callable[[str], bool] | None
+    ) -> requests.Response:
+        first_host = urlsplit(url).hostname
+        for _ in range(4):
+            parts = urlsplit(url)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise GraphClientError("media url must be http(s)")
+            if allowed_host is not None and not allowed_host(parts.hostname):
+                raise MediaHostNotAllowedError(f"media host {parts.hostname} is not allowed")
+            headers = self._auth_headers() if authenticated and parts.hostname == first_host else {}
+            try:
+                response = self.session.get(
+                    url,
+                    headers=headers,
+                    timeout=self.timeout,
+                    stream=True,
+                    allow_redirects=allowed_host is None,
+                )
+            except requests.RequestException as exc:
+                raise self._transport_error(exc) from None
+            location = response.headers.get("Location")
+            if allowed_host is None or response.status_code not in (301, 302, 303, 307, 308):
+                return response
+            response.close()
+            if not location:
+                raise GraphInvalidResponseError("redirect without a location", status_code=302)
+            url = urljoin(url, location)
+        raise GraphClientError("too many redirects fetching media")
 
     # -- plumbing --
 

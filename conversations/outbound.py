@@ -169,19 +169,35 @@ def message_mark_read(*, message_id) -> None:
         logger.info("mark as read failed", extra={"code": exc.code})
 
 
+def media_host_allowed(host: str) -> bool:
+    """Only Meta's media hosts (MEDIA_ALLOWED_HOSTS; a leading dot allows subdomains): a media
+    URL comes from a webhook, and must never make us fetch an arbitrary address."""
+    host = host.lower().rstrip(".")
+    for allowed in settings.MEDIA_ALLOWED_HOSTS:
+        allowed = allowed.lower()
+        if host == allowed.lstrip(".") or (allowed.startswith(".") and host.endswith(allowed)):
+            return True
+    return False
+
+
 def media_fetch(*, message_id) -> bytes:
     """Download an inbound message's media (WhatsApp media id or Instagram URL), size-limited."""
     message = Message.objects.select_related("conversation").get(pk=message_id)
     account = ChannelAccount.objects.get(pk=message.conversation.channel_account_id)
     client = graph_client_for(account)
-    if message.media_id:
+    if message.media_id and account.kind == "whatsapp":
         info = client.get_media_url(message.media_id)
-        data = client.download_media(info["url"], settings.MEDIA_MAX_BYTES)
+        data = client.download_media(
+            info["url"], settings.MEDIA_MAX_BYTES, allowed_host=media_host_allowed
+        )
         if info.get("mime_type") and not message.media_mime_type:
             message.media_mime_type = info["mime_type"]
     elif message.media_url:
         data = client.download_media(
-            message.media_url, settings.MEDIA_MAX_BYTES, authenticated=False
+            message.media_url,
+            settings.MEDIA_MAX_BYTES,
+            authenticated=False,
+            allowed_host=media_host_allowed,
         )
     else:
         raise NotFoundError("This message has no media.")

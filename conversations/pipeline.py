@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from conversations import handoff, offers, services
+from conversations import handoff, media, offers, services
 from conversations.models import Conversation, Message
 from wafaa import ai_config, metrics
 from wafaa.ai import answerer
@@ -126,13 +126,15 @@ def _reply_locked(message: Message, *, final_attempt: bool, send: bool) -> str:
 
 
 def _question_text(pending: list[Message]) -> str:
-    texts = [m.text.strip() for m in pending if m.text and m.text.strip()]
+    # A voice note's transcript and a picture's description are questions like any text.
+    texts = [(m.text or m.transcript).strip() for m in pending if (m.text or m.transcript).strip()]
     return "\n".join(texts)[: settings.MAX_INBOUND_TEXT_CHARS]
 
 
 def _draft_for(
     client, conversation: Conversation, pending: list[Message], *, final_attempt
 ) -> Draft:
+    understood = media.pending_understand(pending)
     question = _question_text(pending)
     language = answerer.detect_language(question) if question else "en"
 
@@ -153,6 +155,9 @@ def _draft_for(
                 _handoff_ack(tap_language), outcome="handoff", handoff_reason="customer_asked"
             )
         return Draft(offers.declined_message(tap_language), outcome="declined")
+    if not question and understood.voice_unheard:
+        # Voice notes we could not hear (offline, or a failed transcription): ask to write.
+        return Draft(answerer.unsupported_media_message(language), outcome="unsupported")
     if not question:
         # Only media, stickers, locations...: we cannot read them yet.
         if client.unsupported_media == client.UnsupportedMedia.HANDOFF:
@@ -216,6 +221,10 @@ def _draft_for(
         chunks=[{"text": c.text, "title": c.document_title, "score": c.score} for c in chunks],
     )
     model = client.effective_model()
+    if understood.images:  # the picture goes with the question, to a model that can see it
+        messages = media.attach_images(messages, understood.images)
+        model = settings.VISION_MODEL
+        chat = ai_config.get_chat_client(model)
     try:
         with metrics.LLM_LATENCY.labels(model=model).time():
             result = chat.complete(messages)
@@ -302,16 +311,16 @@ def _context(conversation: Conversation, exclude: list) -> list[dict]:
             Message.objects.filter(conversation=conversation)
             .exclude(status__in=[Message.Status.NOT_SENT, Message.Status.FAILED])
             .order_by("-created_at")
-            .values("id", "author", "text")[: settings.CONTEXT_MESSAGES + 10]
+            .values("id", "author", "text", "transcript")[: settings.CONTEXT_MESSAGES + 10]
         )
         cached = [
             {
                 "id": r["id"],
                 "role": "user" if r["author"] == Message.Author.CUSTOMER else "assistant",
-                "content": r["text"],
+                "content": r["text"] or r["transcript"],
             }
             for r in reversed(list(rows))
-            if r["text"]
+            if r["text"] or r["transcript"]
         ]
         cache.set(key, cached, settings.CONTEXT_CACHE_SECONDS)
     excluded = set(exclude)

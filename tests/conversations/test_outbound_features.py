@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Message
 from tests.conftest import inside
-from tests.conversations.test_inbound_kinds import IG_URL, WA_URL, owner_api
+from tests.conversations.conftest import IG_URL, WA_URL
+from tests.conversations.test_inbound_kinds import owner_api
 from tests.factories import IG_ACCOUNT_ID, ChannelAccountFactory, fixture_json, post_webhook
 from wafaa import ai_config
 
