@@ -24,7 +24,7 @@ def online(settings, fake_llm):
 
 
 @pytest.fixture
-def shop(tenant_a, fake_graph, settings, eager_tasks):
+def wa_shop(tenant_a, fake_graph, settings, eager_tasks):
     settings.SAME_CUSTOMER_SPACING_MS = 0
     settings.REPLY_QUIET_PERIOD_SECONDS = 0
     with inside(tenant_a):

@@ -46,7 +46,7 @@ def conversation(tenant) -> Conversation:
         return Conversation.objects.select_related("contact").get()
 
 
-def test_a_text_is_answered_and_a_reaction_to_it_is_not(shop, deliver, tenant_a, fake_graph):
+def test_a_text_is_answered_and_a_reaction_to_it_is_not(wa_shop, deliver, tenant_a, fake_graph):
     deliver("wa_text")
     assert len(fake_graph.message_sends()) == 1
     deliver("wa_reaction")
@@ -63,7 +63,7 @@ def test_a_text_is_answered_and_a_reaction_to_it_is_not(shop, deliver, tenant_a,
     "fixture", ["wa_system_user_changed_number", "wa_call_permission_reply", "wa_reaction"]
 )
 def test_notices_and_reactions_are_stored_and_never_answered(
-    shop, deliver, tenant_a, fake_graph, fixture
+    wa_shop, deliver, tenant_a, fake_graph, fixture
 ):
     assert deliver(fixture)["accepted"] == 1
     [message] = messages(tenant_a)
@@ -72,7 +72,7 @@ def test_notices_and_reactions_are_stored_and_never_answered(
 
 
 def test_an_edit_of_an_unanswered_message_is_answered_in_its_new_form(
-    shop, deliver, tenant_a, fake_graph, online, django_capture_on_commit_callbacks
+    wa_shop, deliver, tenant_a, fake_graph, online, django_capture_on_commit_callbacks
 ):
     deliver("wa_text", run=False)  # stored, its reply task not run yet
     deliver("wa_edit", run=False)
@@ -88,7 +88,7 @@ def test_an_edit_of_an_unanswered_message_is_answered_in_its_new_form(
 
 
 def test_an_edit_of_an_answered_message_updates_it_without_a_second_reply(
-    shop, deliver, tenant_a, fake_graph
+    wa_shop, deliver, tenant_a, fake_graph
 ):
     deliver("wa_text")
     assert len(fake_graph.message_sends()) == 1
@@ -101,7 +101,7 @@ def test_an_edit_of_an_answered_message_updates_it_without_a_second_reply(
 
 
 def test_a_revoked_message_is_emptied_and_not_answered(
-    shop, deliver, tenant_a, fake_graph, django_capture_on_commit_callbacks
+    wa_shop, deliver, tenant_a, fake_graph, django_capture_on_commit_callbacks
 ):
     deliver("wa_text", run=False)
     deliver("wa_revoke", run=False)
@@ -115,7 +115,7 @@ def test_a_revoked_message_is_emptied_and_not_answered(
 
 
 def test_an_order_is_stored_listed_in_the_api_and_notified(
-    shop, deliver, tenant_a, api, fake_graph
+    wa_shop, deliver, tenant_a, api, fake_graph
 ):
     receiver = Receiver()
     try:
@@ -140,7 +140,7 @@ def test_an_order_is_stored_listed_in_the_api_and_notified(
 
 
 def test_a_business_app_echo_is_stored_as_outbound_and_hands_off(
-    shop, deliver, tenant_a, fake_graph, django_capture_on_commit_callbacks
+    wa_shop, deliver, tenant_a, fake_graph, django_capture_on_commit_callbacks
 ):
     deliver("wa_text", run=False)
     deliver("wa_smb_message_echo")
@@ -157,7 +157,7 @@ def test_a_business_app_echo_is_stored_as_outbound_and_hands_off(
     assert messages(tenant_a, direction="in")[0].status == "stored"
 
 
-def test_number_change_rekeys_the_contact_and_keeps_its_history(shop, deliver, tenant_a):
+def test_number_change_rekeys_the_contact_and_keeps_its_history(wa_shop, deliver, tenant_a):
     deliver("wa_text", run=False)
     deliver("wa_system_user_changed_number", run=False)
     payload = fixture_json("wa_text")
@@ -180,7 +180,7 @@ def test_number_change_rekeys_the_contact_and_keeps_its_history(shop, deliver, t
     }
 
 
-def test_a_message_from_the_new_number_before_the_notice_is_merged(shop, deliver, tenant_a):
+def test_a_message_from_the_new_number_before_the_notice_is_merged(wa_shop, deliver, tenant_a):
     deliver("wa_text", run=False)
     payload = fixture_json("wa_text")
     value = payload["entry"][0]["changes"][0]["value"]
@@ -194,7 +194,7 @@ def test_a_message_from_the_new_number_before_the_notice_is_merged(shop, deliver
         assert Message.objects.filter(conversation__contact=contact).count() == 3
 
 
-def test_an_ad_click_is_attributed_filterable_and_counted(shop, deliver, tenant_a, online):
+def test_an_ad_click_is_attributed_filterable_and_counted(wa_shop, deliver, tenant_a, online):
     deliver("wa_referral")
     [message] = messages(tenant_a, direction="in")
     assert message.referral["ctwa_clid"].startswith("ARAkLkA8")
@@ -224,7 +224,7 @@ def test_an_ad_click_is_attributed_filterable_and_counted(shop, deliver, tenant_
     assert detail["messages"][0]["referral"]["source_id"] == "120210000000000001"
 
 
-def test_metas_error_goes_onto_the_message(shop, deliver, tenant_a, fake_graph):
+def test_metas_error_goes_onto_the_message(wa_shop, deliver, tenant_a, fake_graph):
     deliver("wa_message_error")
     [message] = messages(tenant_a, direction="in")
     assert message.errors[0]["code"] == 131000
@@ -232,7 +232,7 @@ def test_metas_error_goes_onto_the_message(shop, deliver, tenant_a, fake_graph):
 
 
 def test_a_sticker_follows_the_clients_unsupported_media_setting(
-    shop, deliver, tenant_a, fake_graph
+    wa_shop, deliver, tenant_a, fake_graph
 ):
     tenant_a.unsupported_media = "handoff"
     tenant_a.save(update_fields=["unsupported_media"])

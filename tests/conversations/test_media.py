@@ -45,7 +45,7 @@ def only_inbound(tenant) -> Message:
 
 
 def test_a_voice_note_is_transcribed_and_answered_like_text(
-    shop, deliver, tenant_a, fake_graph, online, meta_hosts, api
+    wa_shop, deliver, tenant_a, fake_graph, online, meta_hosts, api
 ):
     fake_graph.add_media(VOICE_ID, VOICE, "audio/ogg")
     online.add_transcript(VOICE, "What are your opening hours?")
@@ -61,7 +61,7 @@ def test_a_voice_note_is_transcribed_and_answered_like_text(
 
 
 def test_the_transcription_model_is_a_setting(
-    shop, deliver, fake_graph, online, meta_hosts, settings
+    wa_shop, deliver, fake_graph, online, meta_hosts, settings
 ):
     settings.TRANSCRIPTION_MODEL = "whisper-1"
     ai_config.reset_clients()
@@ -72,7 +72,7 @@ def test_the_transcription_model_is_a_setting(
 
 
 def test_offline_a_voice_note_gets_the_polite_please_write(
-    shop, deliver, tenant_a, fake_graph, meta_hosts, settings
+    wa_shop, deliver, tenant_a, fake_graph, meta_hosts, settings
 ):
     settings.OPENAI_API_KEY = ""
     ai_config.reset_clients()
@@ -87,7 +87,7 @@ def test_offline_a_voice_note_gets_the_polite_please_write(
 
 
 def test_a_voice_note_that_cannot_be_heard_gets_the_polite_please_write(
-    shop, deliver, fake_graph, online, meta_hosts
+    wa_shop, deliver, fake_graph, online, meta_hosts
 ):
     fake_graph.add_media(VOICE_ID, VOICE, "audio/ogg")  # the fake hears silence in it
     deliver("wa_audio")
@@ -95,7 +95,7 @@ def test_a_voice_note_that_cannot_be_heard_gets_the_polite_please_write(
     assert fake_graph.sent_texts() == [PLEASE_WRITE]
 
 
-def test_media_outside_metas_hosts_is_never_fetched(shop, deliver, fake_graph, online):
+def test_media_outside_metas_hosts_is_never_fetched(wa_shop, deliver, fake_graph, online):
     # The default allow-list (Meta's media hosts) does not include the fake's 127.0.0.1.
     fake_graph.add_media(VOICE_ID, VOICE, "audio/ogg")
     deliver("wa_audio")
@@ -104,7 +104,7 @@ def test_media_outside_metas_hosts_is_never_fetched(shop, deliver, fake_graph, o
 
 
 def test_a_redirect_off_metas_hosts_is_refused_without_following_it(
-    shop, deliver, tenant_a, fake_graph, meta_hosts, online
+    wa_shop, deliver, tenant_a, fake_graph, meta_hosts, online
 ):
     fake_graph.add_media(VOICE_ID, VOICE, "audio/ogg")
     deliver("wa_audio", run=False)
@@ -147,7 +147,7 @@ def test_an_instagram_attachment_url_off_metas_hosts_is_not_fetched(
     assert media_requests(fake_graph) == []
 
 
-def test_a_caption_is_a_question_like_any_text(shop, deliver, fake_graph, online, meta_hosts):
+def test_a_caption_is_a_question_like_any_text(wa_shop, deliver, fake_graph, online, meta_hosts):
     deliver("wa_image")
     [chat] = online.chat_calls
     assert chat["messages"][-1]["content"] == "Is this one in stock?"
@@ -155,7 +155,7 @@ def test_a_caption_is_a_question_like_any_text(shop, deliver, fake_graph, online
 
 
 def test_a_picture_without_caption_goes_to_a_vision_model_with_the_knowledge(
-    shop, deliver, tenant_a, fake_graph, online, meta_hosts, settings
+    wa_shop, deliver, tenant_a, fake_graph, online, meta_hosts, settings
 ):
     settings.VISION_MODEL = "gpt-4o"
     ai_config.reset_clients()
@@ -180,7 +180,7 @@ def test_a_picture_without_caption_goes_to_a_vision_model_with_the_knowledge(
 
 
 def test_offline_a_picture_without_caption_follows_unsupported_media(
-    shop, deliver, tenant_a, fake_graph, meta_hosts, settings
+    wa_shop, deliver, tenant_a, fake_graph, meta_hosts, settings
 ):
     settings.OPENAI_API_KEY = ""
     ai_config.reset_clients()
