@@ -134,7 +134,6 @@ def _question_text(pending: list[Message]) -> str:
 def _draft_for(
     client, conversation: Conversation, pending: list[Message], *, final_attempt
 ) -> Draft:
-    understood = media.pending_understand(pending)
     question = _question_text(pending)
     language = answerer.detect_language(question) if question else "en"
 
@@ -155,6 +154,12 @@ def _draft_for(
                 _handoff_ack(tap_language), outcome="handoff", handoff_reason="customer_asked"
             )
         return Draft(offers.declined_message(tap_language), outcome="declined")
+    # Voice notes and uncaptioned pictures become words (with a key): after the plan check,
+    # so a client over its limit is not billed for transcriptions.
+    understood = media.pending_understand(pending)
+    if any(m.transcript for m in pending):
+        question = _question_text(pending)
+        language = answerer.detect_language(question) if question else language
     if not question and understood.voice_unheard:
         # Voice notes we could not hear (offline, or a failed transcription): ask to write.
         return Draft(answerer.unsupported_media_message(language), outcome="unsupported")

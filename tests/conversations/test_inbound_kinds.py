@@ -260,3 +260,13 @@ def test_instagram_post_share_keeps_both_attachments(ig_shop, deliver, tenant_a)
     [message] = messages(tenant_a)
     assert [a["kind"] for a in message.attachments] == ["ig_post", "image"]
     assert message.media_id == "18000000000000021"
+
+
+def test_a_changes_shape_postback_dated_in_seconds_keeps_the_window_open(
+    ig_shop, deliver, tenant_a
+):
+    deliver("ig_postback_changes", url=IG_URL, run=False)
+    [postback] = messages(tenant_a)
+    assert (postback.type, postback.payload) == ("interactive", "handoff_yes")
+    current = conversation(tenant_a)
+    assert current.last_inbound_at.year == 2025  # not 1970: seconds were not read as ms
