@@ -24,7 +24,7 @@ from django.conf import settings
 from channels_app import graph
 from conversations import outbound
 from conversations.models import Message
-from wafaa import ai_config
+from wafaa import ai_config, metrics
 from wafaa.ai import AIServiceError
 from wafaa.errors import NotFoundError
 
@@ -112,8 +112,10 @@ def _transcribe(message: Message) -> None:
             mime_type=mime_type,
         )
     except AIServiceError as exc:
+        metrics.LLM_CALLS.labels(model=transcriber.model, result="error").inc()
         logger.warning("voice note not transcribed", extra={"code": exc.code})
         return
+    metrics.LLM_CALLS.labels(model=transcriber.model, result="ok").inc()
     if text:
         message.transcript = text[: settings.MAX_INBOUND_TEXT_CHARS]
         message.save(update_fields=["transcript", "updated_at"])
@@ -136,7 +138,9 @@ def _describe(message: Message, image: str) -> None:
     try:
         result = chat.complete(prompt, max_tokens=80)
     except AIServiceError as exc:
+        metrics.LLM_CALLS.labels(model=chat.model, result="error").inc()
         logger.warning("picture not described", extra={"code": exc.code})
         return
+    metrics.LLM_CALLS.labels(model=chat.model, result="ok").inc()
     message.transcript = (PICTURE_PREFIX + result.text.strip())[:1000]
     message.save(update_fields=["transcript", "updated_at"])
