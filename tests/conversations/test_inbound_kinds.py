@@ -270,3 +270,27 @@ def test_a_changes_shape_postback_dated_in_seconds_keeps_the_window_open(
     assert (postback.type, postback.payload) == ("interactive", "handoff_yes")
     current = conversation(tenant_a)
     assert current.last_inbound_at.year == 2025  # not 1970: seconds were not read as ms
+
+
+def test_the_per_client_admin_shows_ad_attribution_orders_and_edits(
+    wa_shop, deliver, tenant_a, client
+):
+    from django.contrib.auth import get_user_model
+
+    deliver("wa_referral", run=False)
+    deliver("wa_order", run=False)
+    current = conversation(tenant_a)
+    staff = get_user_model().objects.create_user(
+        "staff-kinds", "staff-kinds@wafaa.example", "pw-123456789", is_staff=True
+    )
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    client.get(f"/admin/client-data/open/{tenant_a.pk}/")
+    page = client.get(
+        f"/admin/client-data/conversations/conversation/{current.pk}/change/"
+    ).content.decode()
+    assert "Two coffees for one" in page and "120210000000000001" in page
+    assert "Order (catalogue 1234567890123456)" in page
+    listing = client.get("/admin/client-data/conversations/conversation/").content.decode()
+    assert "Two coffees for one" in listing  # the ad headline column
