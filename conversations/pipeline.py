@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from conversations import handoff, media, offers, services
 from conversations.models import Conversation, Message
-from wafaa import ai_config, metrics
+from wafaa import ai_config, metrics, otel
 from wafaa.ai import answerer
 from wafaa.ai.llm import (
     LLMEmptyResponseError,
@@ -178,7 +178,8 @@ def _draft_for(
 
     from knowledge.services import retrieve
 
-    chunks = retrieve(question, k=5)
+    with otel.stage("retrieve"):
+        chunks = retrieve(question, k=5)
     best = max((_confidence(c) for c in chunks), default=0.0)
     citations = [
         {
@@ -231,7 +232,7 @@ def _draft_for(
         model = settings.VISION_MODEL
         chat = ai_config.get_chat_client(model)
     try:
-        with metrics.LLM_LATENCY.labels(model=model).time():
+        with metrics.LLM_LATENCY.labels(model=model).time(), otel.stage("llm", model=model):
             result = chat.complete(messages)
     except LLMTransientError as exc:
         metrics.LLM_CALLS.labels(model=model, result="transient_error").inc()
@@ -386,7 +387,8 @@ def _store_and_send(
                 transaction.on_commit(lambda: message_mark_read_task.delay(last_inbound))
     metrics.REPLIES.labels(outcome=draft.outcome).inc()
     first = min(m.created_at for m in pending)
-    metrics.REPLY_LATENCY.observe((timezone.now() - first).total_seconds())
+    waited = (timezone.now() - first).total_seconds()
+    metrics.REPLY_LATENCY.observe(waited)
     logger.info(
         "reply queued",
         extra={
@@ -394,6 +396,12 @@ def _store_and_send(
             "reply": str(reply.pk),
             "answered": len(pending),
             "chunks": len(draft.citations),
+            # One line per answered message with what an operator filters and sums on.
+            "channel": conversation.channel,
+            "latency_ms": int(waited * 1000),
+            "model": draft.model,
+            "prompt_tokens": draft.prompt_tokens,
+            "completion_tokens": draft.completion_tokens,
         },
     )
     return draft.outcome
