@@ -159,7 +159,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # django-axes first: a locked-out caller is refused before any password is checked.
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "tenants.login_throttle.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 if TESTING:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from axes.backends import AxesStandaloneBackend
 from axes.handlers.cache import AxesCacheHandler
 from axes.helpers import get_client_cache_keys, get_credentials
 from django.conf import settings
@@ -100,3 +101,17 @@ class LoginFailureHandler(AxesCacheHandler):
     def user_logged_in(self, sender, request, user, **kwargs):
         pair_key = get_client_cache_keys(request, get_credentials(user.get_username()))[0]
         self.cache.delete(pair_key)
+
+
+class LoginThrottleBackend(AxesStandaloneBackend):
+    """axes' backend, letting through authenticate() calls made without a request.
+
+    Every HTTP login surface passes its request (Django's admin form, DRF, our API login);
+    a call without one comes from code (the test client's login(), a shell) and has no caller
+    address to count. axes itself would raise for it.
+    """
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)

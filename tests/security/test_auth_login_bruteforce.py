@@ -148,3 +148,9 @@ def test_logging_into_an_own_account_does_not_wipe_the_address_count():
     per_ip = settings.LOGIN_FAILURES_PER_IP
     assert statuses == [401] * (per_ip - 1) + [429]
     assert own_login.status_code == 429
+
+
+def test_code_that_logs_in_without_a_request_still_works(superuser, client):
+    """The test client's login() and shell code call authenticate() without a request."""
+    assert client.login(username=superuser.username, password=PASSWORD)
+    assert client.get("/admin/").status_code == 200
