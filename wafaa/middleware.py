@@ -8,7 +8,7 @@ import time
 from django.conf import settings
 from django.db import connection
 
-from wafaa import context
+from wafaa import context, metrics
 from wafaa.api.exceptions import error_response, is_statement_timeout, timeout_response
 
 logger = logging.getLogger("wafaa.http")
@@ -34,7 +34,10 @@ class RequestContextMiddleware:
         request.request_id = request_id
         request.trace_id = trace_id
         started = time.perf_counter()
-        with context.bound(request_id=request_id, trace_id=trace_id):
+        with (
+            context.bound(request_id=request_id, trace_id=trace_id),
+            metrics.HTTP_IN_FLIGHT.track_inprogress(),
+        ):
             response = self.get_response(request)
             response["X-Request-ID"] = request_id
             response["X-Trace-ID"] = trace_id
