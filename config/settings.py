@@ -331,6 +331,8 @@ AXES_VERBOSE = False
 SIGNUP_THROTTLE_RATE = env("SIGNUP_THROTTLE_RATE", "10/hour")
 SIGNUP_VERIFY_HOURS = env_int("SIGNUP_VERIFY_HOURS", 48)
 INVITATION_DAYS = env_int("INVITATION_DAYS", 7)
+# Invitation emails per client (each invitation sends one).
+INVITATION_THROTTLE_RATE = env("INVITATION_THROTTLE_RATE", "100/day")
 # Where the links in account emails point: the app that posts the token to the API.
 ACCOUNT_LINKS_BASE_URL = env("ACCOUNT_LINKS_BASE_URL", "http://localhost:8000")
 EMAIL_BACKEND = env(
@@ -362,7 +364,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "wafaa.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_THROTTLE_RATES": {"signup": SIGNUP_THROTTLE_RATE},
+    "DEFAULT_THROTTLE_RATES": {"signup": SIGNUP_THROTTLE_RATE, "invite": INVITATION_THROTTLE_RATE},
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 30)),

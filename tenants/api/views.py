@@ -49,6 +49,17 @@ class SignUpThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": client_ip(request)}
 
 
+class InvitationThrottle(SimpleRateThrottle):
+    """Invitation emails per client (INVITATION_THROTTLE_RATE): our mail server is not a
+    hostile client's way to spam. Checked after the client check, so callers who are not
+    members cannot spend a client's budget."""
+
+    scope = "invite"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": request.client.pk}
+
+
 def _tokens_for(user, client_id: int | None) -> dict:
     refresh = RefreshToken.for_user(user)
     refresh["client_id"] = client_id
@@ -302,6 +313,9 @@ class MemberListInviteApi(ClientScopedAPIView):
     def post(self, request, client_id):
         data = s.MembershipInviteInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        throttle = InvitationThrottle()
+        if not throttle.allow_request(request, self):
+            self.throttled(request, throttle.wait())
         invitation = accounts.invitation_create(
             client=request.client, invited_by=request.user, **data.validated_data
         )

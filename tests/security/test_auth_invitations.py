@@ -217,3 +217,38 @@ def test_a_revoked_or_expired_invitation_link_does_nothing(
         )
         assert response.status_code == 400
     assert not get_user_model().objects.filter(email="late@cafe.example").exists()
+
+
+def test_invitations_cannot_turn_our_mail_server_into_a_spam_cannon(
+    hostile_admin_a, tenant_a, tenant_b, django_capture_on_commit_callbacks, settings
+):
+    """Each invitation sends an email: a client gets INVITATION_THROTTLE_RATE of them."""
+    allowed = int(settings.INVITATION_THROTTLE_RATE.split("/")[0])
+    owner_b = api_as_user(
+        MembershipFactory(client=tenant_b, role=Membership.Role.OWNER).user, tenant_b
+    )
+    # Someone who is not a member of A cannot spend A's budget (404 before counting).
+    for n in range(3):
+        stranger = owner_b.post(
+            members_url(tenant_a), {"email": f"x{n}@spam.example"}, format="json"
+        )
+        assert stranger.status_code == 404
+
+    with django_capture_on_commit_callbacks(execute=True):
+        answers = [
+            hostile_admin_a.post(
+                members_url(tenant_a), {"email": f"target{n}@spam.example"}, format="json"
+            )
+            for n in range(allowed + 5)
+        ]
+
+    assert [a.status_code for a in answers[:allowed]] == [202] * allowed
+    assert {a.status_code for a in answers[allowed:]} == {429}
+    assert answers[-1].json()["error"]["code"] == "rate_limited"
+    assert len(mail.outbox) == allowed
+    assert Invitation.objects.filter(client=tenant_a).count() == allowed
+    # Another client's budget is its own.
+    assert (
+        owner_b.post(members_url(tenant_b), {"email": "ok@b.example"}, format="json").status_code
+        == 202
+    )

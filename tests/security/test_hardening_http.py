@@ -160,19 +160,24 @@ def start_gunicorn(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            # The first request loads Django in the worker: slow on a busy machine.
-            requests.get(url + "/api/nowhere", timeout=30)
-            return process, url
-        except (requests.ConnectionError, requests.Timeout):
-            assert process.poll() is None, log.read_text()
-            time.sleep(0.3)
-    process.kill()
-    raise AssertionError(f"gunicorn did not start: {log.read_text()}")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                # The first request loads Django in the worker: slow on a busy machine.
+                requests.get(url + "/api/nowhere", timeout=30)
+                return process, url
+            except (requests.ConnectionError, requests.Timeout):
+                assert process.poll() is None, log.read_text()
+                time.sleep(0.3)
+        raise AssertionError(f"gunicorn did not start: {log.read_text()}")
+    except BaseException:
+        stop(process)  # never leave a server behind a failed start
+        raise
 
 
 def stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
     os.killpg(process.pid, 15)
     try:
         process.wait(timeout=30)

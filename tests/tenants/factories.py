@@ -19,8 +19,8 @@ from tenants.models import Client, Membership
 
 PASSWORD = "pw-correct-horse-9"
 RATE_LIMIT_KEYS = "wafaa:ratelimit:api:*"
-# Sign-up throttle (DRF) and failed-login counters (django-axes), in the default cache.
-THROTTLE_KEYS = ("*throttle_signup_*", "*axes-*")
+# Sign-up and invitation throttles (DRF) and failed-login counters (django-axes), in the default cache.
+THROTTLE_KEYS = ("*throttle_signup_*", "*throttle_invite_*", "*axes-*")
 
 
 class UserFactory(DjangoModelFactory):
