@@ -102,21 +102,37 @@ def signup_verify(*, token: str):
         )
         if signup is None:
             raise _invalid_token("verification")
-        if selectors.user_get_by_email(email=signup.email) is not None:
-            SignUp.objects.filter(email__iexact=signup.email).delete()
-            raise ValidationFailedError(
-                "This address already has an account. Log in instead.",
-                details={"email": ["already registered"]},
-            )
-        user = User(username=signup.email, email=signup.email, first_name=signup.name)
-        user.password = signup.password
-        user.save()
-        client = client_create(name=signup.client_name, slug=signup.client_slug)
-        Membership.objects.create(user=user, client=client, role=Membership.Role.OWNER)
-        # Every pending sign-up of this address is spent: the address is now registered.
+        refusal = _signup_refusal(signup)
+        if refusal is None:
+            user = User(username=signup.email, email=signup.email, first_name=signup.name)
+            user.password = signup.password
+            user.save()
+            client = client_create(name=signup.client_name, slug=signup.client_slug)
+            Membership.objects.create(user=user, client=client, role=Membership.Role.OWNER)
+        # Spent either way: the address is registered now, or this sign-up can never succeed.
         SignUp.objects.filter(email__iexact=signup.email).delete()
+    if refusal is not None:
+        raise refusal
     logger.info("sign-up verified", extra={"client": client.slug})
     return user, client
+
+
+def _signup_refusal(signup: SignUp) -> ValidationFailedError | None:
+    """Why a verified sign-up cannot be created any more (taken since it was made), if so."""
+    if selectors.user_get_by_email(email=signup.email) is not None:
+        return ValidationFailedError(
+            "This address already has an account. Log in instead.",
+            details={"email": ["already registered"]},
+        )
+    try:
+        client_slug_check(signup.client_slug)
+    except ValidationFailedError:
+        return ValidationFailedError(
+            f"The slug '{signup.client_slug}' was taken after you signed up. Sign up again "
+            "with another slug.",
+            details={"slug": ["already exists"]},
+        )
+    return None
 
 
 def signups_purge(*, expired_only: bool = True, ids=None) -> int:

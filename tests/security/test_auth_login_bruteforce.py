@@ -154,3 +154,49 @@ def test_code_that_logs_in_without_a_request_still_works(superuser, client):
     """The test client's login() and shell code call authenticate() without a request."""
     assert client.login(username=superuser.username, password=PASSWORD)
     assert client.get("/admin/").status_code == 200
+
+
+def test_a_forged_x_forwarded_for_does_not_escape_the_address_limit():
+    """With no trusted proxy (TRUSTED_PROXY_HOPS=0), X-Forwarded-For is the caller's own text:
+    a new value per guess must not make a new address."""
+    victim = UserFactory()
+    sprayer = APIClient(REMOTE_ADDR=ATTACKER)
+
+    answers = [
+        sprayer.post(
+            LOGIN,
+            {"email": victim.email, "password": f"guess-{n}"},
+            format="json",
+            HTTP_X_FORWARDED_FOR=f"192.0.2.{n}",
+        )
+        for n in range(settings.LOGIN_FAILURES_PER_ACCOUNT_AND_IP)
+    ]
+
+    assert answers[-1].status_code == 429
+
+
+def test_behind_a_trusted_proxy_the_address_the_proxy_saw_counts(settings):
+    """With one trusted proxy, the right-most X-Forwarded-For entry is the caller: what the
+    caller wrote to its left is ignored, and two callers behind the proxy are told apart."""
+    settings.TRUSTED_PROXY_HOPS = 1
+    victim = UserFactory()
+    proxy = APIClient(REMOTE_ADDR="10.0.0.2")
+
+    guesses = [
+        proxy.post(
+            LOGIN,
+            {"email": victim.email, "password": f"guess-{n}"},
+            format="json",
+            HTTP_X_FORWARDED_FOR=f"192.0.2.{n}, {ATTACKER}",
+        )
+        for n in range(settings.LOGIN_FAILURES_PER_ACCOUNT_AND_IP)
+    ]
+    owner = proxy.post(
+        LOGIN,
+        {"email": victim.email, "password": PASSWORD},
+        format="json",
+        HTTP_X_FORWARDED_FOR=OWNER_HOME,
+    )
+
+    assert guesses[-1].status_code == 429
+    assert owner.status_code == 200, owner.content

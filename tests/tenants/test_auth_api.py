@@ -170,7 +170,9 @@ def test_a_slug_taken_between_sign_up_and_verification_is_told_and_creates_no_us
 
     error = assert_envelope(response, 400, "validation_error")
     assert "slug" in error["details"]
+    assert "Sign up again" in error["message"]
     assert not get_user_model().objects.filter(email="founder@cafe.example").exists()
+    assert not SignUp.objects.filter(email="founder@cafe.example").exists()
 
 
 def test_login_with_a_wrong_password_or_unknown_email_is_the_same_401(api, tenant_a):
