@@ -127,7 +127,7 @@ class LoginApi(PublicAuthApi):
         return Response(_tokens_for(user, client_id))
 
 
-class RefreshInvalidMixin:
+class SimpleJWTViewMixin:
     """simplejwt's token views, with a 401 a person can act on for a spent or bad token."""
 
     authentication_classes = []
@@ -157,7 +157,7 @@ class RefreshSerializer(TokenRefreshSerializer):
         return data
 
 
-class RefreshApi(RefreshInvalidMixin, TokenRefreshView):
+class RefreshApi(SimpleJWTViewMixin, TokenRefreshView):
     serializer_class = RefreshSerializer
 
     @extend_schema(request=s.RefreshInputSerializer, responses={200: s.TokenPairOutputSerializer})
@@ -165,7 +165,7 @@ class RefreshApi(RefreshInvalidMixin, TokenRefreshView):
         return super().post(request, *args, **kwargs)
 
 
-class LogoutApi(RefreshInvalidMixin, TokenBlacklistView):
+class LogoutApi(SimpleJWTViewMixin, TokenBlacklistView):
     """Blacklists the refresh token: it cannot be refreshed again (access tokens run out)."""
 
     @extend_schema(request=s.RefreshInputSerializer, responses={204: None})
