@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.test import Client as BrowserClient
 from rest_framework.test import APIClient
 
@@ -200,3 +203,17 @@ def test_behind_a_trusted_proxy_the_address_the_proxy_saw_counts(settings):
 
     assert guesses[-1].status_code == 429
     assert owner.status_code == 200, owner.content
+
+
+def test_staff_can_lift_a_lock_at_once_with_axes_commands():
+    """The runbook's unlock (docs/operations.md): axes' own commands clear our counters."""
+    victim = UserFactory()
+    attacker = APIClient(REMOTE_ADDR=ATTACKER)
+    for n in range(settings.LOGIN_FAILURES_PER_ACCOUNT_AND_IP):
+        attacker.post(LOGIN, {"email": victim.email, "password": f"guess-{n}"}, format="json")
+    right = {"email": victim.email, "password": PASSWORD}
+    assert attacker.post(LOGIN, right, format="json").status_code == 429
+
+    call_command("axes_reset_ip_username", ATTACKER, victim.email, stdout=io.StringIO())
+
+    assert attacker.post(LOGIN, right, format="json").status_code == 200
