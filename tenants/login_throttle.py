@@ -41,10 +41,14 @@ def username_of(request, credentials) -> str | None:
     return name.strip().lower() if isinstance(name, str) else None
 
 
+def _digest(username: str | None) -> str:
+    # Logs name an account by a short digest, never by its email.
+    return hashlib.sha256((username or "").encode()).hexdigest()[:10]
+
+
 def describe_client(username, ip_address, user_agent, path_info, request) -> str:
-    # For axes' log lines: the address and a short digest of the account, never the email.
-    digest = hashlib.sha256((username or "").encode()).hexdigest()[:10]
-    return f"account={digest} ip={ip_address} path={path_info}"
+    """For axes' own log lines: the address and the account's digest."""
+    return f"account={_digest(username)} ip={ip_address} path={path_info}"
 
 
 def lockout_seconds() -> int:
@@ -97,6 +101,13 @@ class LoginFailureHandler(AxesCacheHandler):
             # The failure that reaches a limit is already answered as locked out.
             request.axes_locked_out = True
             request.axes_credentials = credentials
+            logger.warning(
+                "login locked out",
+                extra={
+                    "ip": request.axes_ip_address,
+                    "account": _digest(username_of(request, credentials)),
+                },
+            )
 
     def user_logged_in(self, sender, request, user, **kwargs):
         pair_key = get_client_cache_keys(request, get_credentials(user.get_username()))[0]

@@ -217,3 +217,17 @@ def test_staff_can_lift_a_lock_at_once_with_axes_commands():
     call_command("axes_reset_ip_username", ATTACKER, victim.email, stdout=io.StringIO())
 
     assert attacker.post(LOGIN, right, format="json").status_code == 200
+
+
+def test_a_lockout_is_logged_by_address_and_never_by_email(caplog):
+    victim = UserFactory()
+    attacker = APIClient(REMOTE_ADDR=ATTACKER)
+
+    with caplog.at_level("INFO"):
+        for n in range(settings.LOGIN_FAILURES_PER_ACCOUNT_AND_IP):
+            attacker.post(LOGIN, {"email": victim.email, "password": f"guess-{n}"}, format="json")
+
+    locked = [r for r in caplog.records if r.getMessage() == "login locked out"]
+    assert locked and locked[0].ip == ATTACKER
+    assert all(victim.email not in r.getMessage() for r in caplog.records)
+    assert all(victim.email not in str(r.__dict__) for r in caplog.records)
