@@ -26,6 +26,7 @@ from axes.handlers.cache import AxesCacheHandler
 from axes.helpers import get_client_cache_keys, get_credentials
 from django.conf import settings
 from django.http import HttpResponse
+from redis.exceptions import RedisError
 
 from wafaa.api.exceptions import error_response
 
@@ -83,7 +84,13 @@ class LoginFailureHandler(AxesCacheHandler):
 
     def _counts(self, request, credentials) -> tuple[int, int]:
         pair_key, ip_key = get_client_cache_keys(request, credentials)
-        return self.cache.get(pair_key, 0), self.cache.get(ip_key, 0)
+        try:
+            return self.cache.get(pair_key, 0), self.cache.get(ip_key, 0)
+        except RedisError:
+            # Redis down: logins keep working unthrottled (as the API's rate limits do) rather
+            # than every login failing; /health reports Redis.
+            logger.warning("login throttle not checked: Redis unavailable")
+            return 0, 0
 
     def is_locked(self, request, credentials=None) -> bool:
         pair, per_ip = self._counts(request, credentials)
@@ -96,7 +103,11 @@ class LoginFailureHandler(AxesCacheHandler):
         return self._counts(request, credentials)[0]
 
     def user_login_failed(self, sender, credentials: dict, request=None, **kwargs):
-        super().user_login_failed(sender, credentials, request, **kwargs)
+        try:
+            super().user_login_failed(sender, credentials, request, **kwargs)
+        except RedisError:
+            logger.warning("login failure not counted: Redis unavailable")
+            return
         if request is not None and self.is_locked(request, credentials):
             # The failure that reaches a limit is already answered as locked out.
             request.axes_locked_out = True
@@ -111,7 +122,10 @@ class LoginFailureHandler(AxesCacheHandler):
 
     def user_logged_in(self, sender, request, user, **kwargs):
         pair_key = get_client_cache_keys(request, get_credentials(user.get_username()))[0]
-        self.cache.delete(pair_key)
+        try:
+            self.cache.delete(pair_key)
+        except RedisError:
+            logger.warning("login failures not cleared: Redis unavailable")
 
 
 class LoginThrottleBackend(AxesStandaloneBackend):

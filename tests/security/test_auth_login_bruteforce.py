@@ -13,10 +13,13 @@ import io
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import caches
 from django.core.management import call_command
 from django.test import Client as BrowserClient
+from django.test import RequestFactory
 from rest_framework.test import APIClient
 
+from tenants.login_throttle import LoginFailureHandler
 from tests.tenants.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -231,3 +234,26 @@ def test_a_lockout_is_logged_by_address_and_never_by_email(caplog):
     assert locked and locked[0].ip == ATTACKER
     assert all(victim.email not in r.getMessage() for r in caplog.records)
     assert all(victim.email not in str(r.__dict__) for r in caplog.records)
+
+
+def test_with_redis_down_the_throttle_fails_open(settings, caplog):
+    """Fail open, as the API's rate limits do: an outage of Redis must not lock everyone out.
+    (A handler on a cache whose Redis refuses connections, on loopback.)"""
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"},
+    }
+    handler = LoginFailureHandler()
+    assert handler.cache is caches["default"]
+    request = RequestFactory().post(LOGIN, REMOTE_ADDR=ATTACKER)
+    request.axes_ip_address, request.axes_user_agent, request.axes_path_info = ATTACKER, "", LOGIN
+    request.axes_locked_out = False
+    credentials = {"username": "someone@example.com"}
+
+    with caplog.at_level("WARNING"):
+        handler.user_login_failed(None, credentials, request)
+        locked = handler.is_locked(request, credentials)
+
+    assert locked is False
+    assert "login failure not counted: Redis unavailable" in caplog.text
+    assert "login throttle not checked: Redis unavailable" in caplog.text
