@@ -335,6 +335,9 @@ INVITATION_DAYS = env_int("INVITATION_DAYS", 7)
 INVITATION_THROTTLE_RATE = env("INVITATION_THROTTLE_RATE", "100/day")
 # Where the links in account emails point: the app that posts the token to the API.
 ACCOUNT_LINKS_BASE_URL = env("ACCOUNT_LINKS_BASE_URL", "http://localhost:8000")
+if not DEBUG and not ACCOUNT_LINKS_BASE_URL.startswith("https://"):
+    # The links carry one-time tokens that create accounts: never over plain HTTP.
+    raise RuntimeError("ACCOUNT_LINKS_BASE_URL must be an https:// URL when DEBUG is off")
 EMAIL_BACKEND = env(
     "EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend"

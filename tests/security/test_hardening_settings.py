@@ -2,7 +2,8 @@
 it guessable or testing-grade.
 
 With DEBUG=false: a short or `django-insecure` SECRET_KEY, a missing JWT_SIGNING_KEY (or one
-equal to SECRET_KEY), and WAFAA_TESTING each stop start-up with a message naming the setting.
+equal to SECRET_KEY), WAFAA_TESTING, and account-email links (one-time tokens) over plain HTTP
+each stop start-up with a message naming the setting.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ STRONG = "k" * 10 + "a-strong-enough-production-secret-key-abcdefghij0123"
         ({"JWT_SIGNING_KEY": PRODUCTION["SECRET_KEY"]}, "JWT_SIGNING_KEY"),
         ({"JWT_SIGNING_KEY": "too-short"}, "JWT_SIGNING_KEY"),
         ({"WAFAA_TESTING": "1"}, "WAFAA_TESTING"),
+        ({"ACCOUNT_LINKS_BASE_URL": "http://app.wafaa.example.com"}, "ACCOUNT_LINKS_BASE_URL"),
     ],
     ids=[
         "short-secret",
@@ -33,6 +35,7 @@ STRONG = "k" * 10 + "a-strong-enough-production-secret-key-abcdefghij0123"
         "jwt-key-is-secret-key",
         "weak-jwt-key",
         "testing-in-production",
+        "account-links-over-http",
     ],
 )
 def test_production_refuses_to_start(overrides, named):
