@@ -61,6 +61,12 @@ def test_thirty_wrong_admin_passwords_then_the_right_one_does_not_log_in(superus
     assert int(right["Retry-After"]) == settings.LOGIN_LOCKOUT_MINUTES * 60
     assert "_auth_user_id" not in attacker.session
     assert attacker.get("/admin/").status_code == 302  # still sent to the login page
+    # The per-client admin site's login is the same surface.
+    other_site = attacker.post(
+        "/admin/client-data/login/", {"username": superuser.username, "password": PASSWORD}
+    )
+    assert other_site.status_code == 429
+    assert "_auth_user_id" not in attacker.session
     superuser.refresh_from_db()
     assert superuser.last_login is None
 
