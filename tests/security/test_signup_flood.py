@@ -21,6 +21,7 @@ from django.test import Client as BrowserClient
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from config.celery import app
 from tenants.models import Client, SignUp
 from tests.tenants.factories import register_and_verify
 
@@ -138,3 +139,24 @@ def test_staff_see_unverified_signups_in_the_admin_and_purge_them(
     assert list(
         SignUp.objects.filter(email__startswith=f"flood-{run}-").values_list("email", flat=True)
     ) == [f"flood-{run}-2@example.com"]
+
+
+def test_the_hourly_beat_entry_purges_expired_signups(eager_tasks, settings):
+    """The beat schedule names a registered task, and running it purges (eager wiring)."""
+    entry = settings.CELERY_BEAT_SCHEDULE["accounts-purge"]
+    app.loader.import_default_modules()  # what a worker does at start (autodiscovery)
+    assert entry["task"] in app.tasks
+    run = uuid.uuid4().hex[:6]
+    SignUp.objects.create(
+        email=f"stale-{run}@example.com",
+        password="!",
+        client_name="Stale",
+        client_slug=f"stale-{run}",
+        token_hash=uuid.uuid4().hex * 2,
+        expires_at=timezone.now() - timedelta(seconds=1),
+    )
+
+    result = app.tasks[entry["task"]].delay()
+
+    assert result.get()["signups"] == 1
+    assert not SignUp.objects.filter(email=f"stale-{run}@example.com").exists()
