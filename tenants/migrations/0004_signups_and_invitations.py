@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0002_fallback_message_per_language'),
+        ('tenants', '0003_callback_secret_and_url_guard'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
