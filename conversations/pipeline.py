@@ -63,6 +63,7 @@ class Draft:
     completion_tokens: int | None = None
     latency_ms: int | None = None
     handoff_reason: str = ""
+    confidence: float | None = None  # how sure retrieval was (see _confidence)
 
 
 def _client():
@@ -127,7 +128,7 @@ def _draft_for(
     client, conversation: Conversation, pending: list[Message], *, final_attempt
 ) -> Draft:
     question = _question_text(pending)
-    language = answerer.detect_language(question) if question else "en"
+    language = question_language(client, question)
 
     if not _within_daily_limit(client):
         logger.warning(
@@ -149,6 +150,32 @@ def _draft_for(
             answerer.unsupported_media_message(language),
             outcome="unsupported",
         )
+    return draft_answer(
+        client=client,
+        question=question,
+        language=language,
+        conversation=conversation,
+        context=_context(conversation, exclude=[m.pk for m in pending]),
+        final_attempt=final_attempt,
+    )
+
+
+def question_language(client, text: str) -> str:
+    """The language to answer `text` in."""
+    return answerer.detect_language(text) if text else "en"
+
+
+def draft_answer(
+    *,
+    client,
+    question: str,
+    language: str,
+    conversation: Conversation | None = None,
+    context: list[dict] | None = None,
+    final_attempt: bool = True,
+) -> Draft:
+    """The reply to a customer's text: handoff keywords, retrieval, confidence, then the LLM
+    or the extractive answerer. Without `conversation` (an evaluation) nothing is written."""
     if handoff.asks_for_person(question, client.handoff_keywords):
         return Draft(_handoff_ack(language), outcome="handoff", handoff_reason="customer_asked")
 
@@ -168,7 +195,7 @@ def _draft_for(
     ]
     meaningful = bool(_LETTERS.search(question))
     low_confidence = meaningful and best < client.confidence_threshold
-    streak = _confidence_streak(conversation, low_confidence)
+    streak = _confidence_streak(conversation, low_confidence) if conversation else 0
     if low_confidence and streak >= 2:
         return Draft(
             _handoff_ack(language),
@@ -189,13 +216,14 @@ def _draft_for(
             outcome="answered" if result.confident else "fallback",
             citations=citations if result.confident else [],
             model="extractive",
+            confidence=best,
         )
 
     messages = build_grounded_messages(
         persona=client.persona,
         bot_name=client.bot_name,
         languages=client.languages or [],
-        context_messages=_context(conversation, exclude=[m.pk for m in pending]),
+        context_messages=context or [],
         question=question,
         chunks=[{"text": c.text, "title": c.document_title, "score": c.score} for c in chunks],
     )
