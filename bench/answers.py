@@ -31,11 +31,15 @@ def run(set_name: str, backend: str) -> dict:
     from conversations import evaluation
     from knowledge import services
     from wafaa import ai_config
+    from wafaa.ai import confidence
 
     settings.OPENAI_API_KEY = ""
     settings.EMBEDDING_BACKEND = backend
     ai_config.reset_clients()
     client = bench_client(f"bench-eval-{set_name}-{backend}")
+    client.languages = ["en", "ar", "fr", "es"]
+    client.confidence_threshold = confidence.DEFAULT_THRESHOLD
+    client.save(update_fields=["languages", "confidence_threshold"])
     faq = EVAL_DIR / f"{set_name}_faq.csv"
     questions = evaluation.parse_questions((EVAL_DIR / f"{set_name}_questions.csv").read_bytes())
     with tenant_context(client):
