@@ -96,7 +96,7 @@ def conversation_close(*, conversation: Conversation, actor: str) -> Conversatio
 
 def agent_reply(*, conversation: Conversation, text: str, agent_email: str) -> Message:
     """A person's reply through the channel. Takes the conversation over from the bot."""
-    from channels_app.tasks import message_send_task
+    from conversations.tasks import message_send_task
 
     if conversation.mode == Conversation.Mode.CLOSED:
         raise ConversationClosedError(

@@ -432,7 +432,7 @@ def _context(conversation: Conversation, exclude: list) -> list[dict]:
 def _store_and_send(
     client, conversation, pending, draft: Draft, started: float, *, send=True
 ) -> str:
-    from channels_app.tasks import message_mark_read_task, message_send_task
+    from conversations.tasks import message_mark_read_task, message_send_task
     from tenants.services import usage_add
 
     with transaction.atomic():

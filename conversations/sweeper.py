@@ -51,7 +51,7 @@ def inbound_sweep() -> int:
 def outbound_sweep() -> int:
     """Outbound messages still `queued` long after they were stored (their send task was
     lost) are handed to the sender again; a send is idempotent, so this never doubles one."""
-    from channels_app.tasks import message_send_task
+    from conversations.tasks import message_send_task
 
     stale = timezone.now() - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
     lost = list(

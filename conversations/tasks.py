@@ -8,7 +8,8 @@ import requests
 from celery import shared_task
 from django.conf import settings
 
-from conversations import handoff, notifications, pipeline, sweeper
+from channels_app import graph
+from conversations import handoff, notifications, outbound, pipeline, sweeper
 from wafaa.tasks import ClientTask, WafaaTask
 
 
@@ -59,3 +60,71 @@ def inbound_sweep_task():
 def fan_out_to_clients_task(task_name):
     """Beat sends this once; it enqueues `task_name` inside every active client's schema."""
     return sweeper.fan_out(task_name)
+
+
+# --- messages out ----------------------------------------------------------------------------
+
+
+@shared_task(
+    base=ClientTask,
+    bind=True,
+    name="conversations.tasks.message_send_task",
+    max_retries=None,
+    acks_late=True,
+)
+def message_send_task(self, message_id):
+    try:
+        return outbound.message_send(message_id=message_id)
+    except outbound.SendRetryableError as exc:
+        if self.request.retries >= settings.GRAPH_SEND_MAX_RETRIES:
+            from conversations.models import Message
+
+            message = Message.objects.get(pk=message_id)
+            return outbound.message_send_fail(message, "retries_exhausted", str(exc))
+        # Exponential backoff with jitter, or Meta's Retry-After / our pacing when given.
+        countdown = min(
+            settings.CELERY_MAX_COUNTDOWN,
+            exc.countdown or 2**self.request.retries + random.uniform(0, 1),
+        )
+        raise self.retry(exc=exc, countdown=countdown) from None
+
+
+@shared_task(base=ClientTask, name="conversations.tasks.message_mark_read_task")
+def message_mark_read_task(message_id):
+    outbound.message_mark_read(message_id=message_id)
+
+
+@shared_task(
+    base=ClientTask,
+    name="conversations.tasks.media_fetch_task",
+    autoretry_for=(
+        graph.GraphRateLimitError,
+        graph.GraphServerError,
+        graph.GraphTimeoutError,
+        graph.GraphConnectionError,
+    ),
+    retry_backoff=True,
+    retry_backoff_max=45,  # under the broker's visibility timeout (CELERY_MAX_COUNTDOWN)
+    retry_jitter=True,
+    max_retries=5,
+)
+def media_fetch_task(message_id):
+    return len(outbound.media_fetch(message_id=message_id))
+
+
+# The same tasks under the names they had when sending lived in channels_app: messages already
+# in the broker during a deploy (queued sends, their retries) still find a task to run them.
+@shared_task(
+    base=ClientTask,
+    bind=True,
+    name="channels_app.tasks.message_send_task",
+    max_retries=None,
+    acks_late=True,
+)
+def legacy_message_send_task(self, message_id):
+    return message_send_task.apply_async((message_id,)).id
+
+
+@shared_task(base=ClientTask, name="channels_app.tasks.message_mark_read_task")
+def legacy_message_mark_read_task(message_id):
+    outbound.message_mark_read(message_id=message_id)

@@ -68,7 +68,7 @@ def test_webhook_trace_id_follows_the_message_into_every_log_line(
     ]
     tasks = {line.get("task_name") for line in worker_lines}
     assert "conversations.tasks.handle_inbound_task" in tasks
-    assert "channels_app.tasks.message_send_task" in tasks
+    assert "conversations.tasks.message_send_task" in tasks
     # The stored messages carry it too, for `manage.py trace`.
     [inbound] = shop.messages(trace_id=trace_id, direction="in")
     assert inbound.text == "How much is a cappuccino?"

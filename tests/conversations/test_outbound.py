@@ -1,17 +1,18 @@
-"""Sending through the Graph API (a fake Meta server on localhost): each error class."""
+"""Sending (conversations.outbound) through the Graph API (a fake Meta server on localhost):
+each error class, parts, retries, media fetch."""
 
 from __future__ import annotations
 
 import pytest
 
-from channels_app import services
 from channels_app.models import ChannelAccount
+from conversations import outbound
 from conversations.models import Contact, Conversation, Message
 from tests.factories import ChannelAccountFactory
 
 
 @pytest.fixture
-def outbound(in_tenant_a, fake_graph, settings):
+def queued(in_tenant_a, fake_graph, settings):
     settings.SAME_CUSTOMER_SPACING_MS = 0
     account = ChannelAccountFactory(client=in_tenant_a)
     contact = Contact.objects.create(
@@ -35,9 +36,9 @@ def outbound(in_tenant_a, fake_graph, settings):
     return make
 
 
-def test_send_records_the_graph_id_and_marks_sent(outbound, fake_graph):
-    message = outbound()
-    assert services.message_send(message_id=message.pk) == "sent"
+def test_send_records_the_graph_id_and_marks_sent(queued, fake_graph):
+    message = queued()
+    assert outbound.message_send(message_id=message.pk) == "sent"
     message.refresh_from_db()
     assert message.status == "sent" and message.external_id.startswith("wamid.")
     [request] = fake_graph.message_sends()
@@ -47,20 +48,20 @@ def test_send_records_the_graph_id_and_marks_sent(outbound, fake_graph):
     assert headers["authorization"].startswith("Bearer EAAtesttoken")
 
 
-def test_a_sent_message_is_never_sent_again(outbound, fake_graph):
-    message = outbound()
-    services.message_send(message_id=message.pk)
-    services.message_send(message_id=message.pk)
+def test_a_sent_message_is_never_sent_again(queued, fake_graph):
+    message = queued()
+    outbound.message_send(message_id=message.pk)
+    outbound.message_send(message_id=message.pk)
     assert len(fake_graph.message_sends()) == 1
 
 
-def test_long_text_is_split_and_a_retry_continues_where_it_stopped(outbound, fake_graph):
-    message = outbound(text=("word " * 1000).strip() + "\n\n" + ("more " * 300).strip())
+def test_long_text_is_split_and_a_retry_continues_where_it_stopped(queued, fake_graph):
+    message = queued(text=("word " * 1000).strip() + "\n\n" + ("more " * 300).strip())
     fake_graph.fail_next(status=500, code=2, times=1)
     # First part goes out, then the fake fails once... order: the failure applies to the first request.
-    with pytest.raises(services.SendRetryableError):
-        services.message_send(message_id=message.pk)
-    assert services.message_send(message_id=message.pk) == "sent"
+    with pytest.raises(outbound.SendRetryableError):
+        outbound.message_send(message_id=message.pk)
+    assert outbound.message_send(message_id=message.pk) == "sent"
     message.refresh_from_db()
     texts = fake_graph.sent_texts()
     assert len(message.raw["part_ids"]) == 2
@@ -69,60 +70,60 @@ def test_long_text_is_split_and_a_retry_continues_where_it_stopped(outbound, fak
 
 
 @pytest.mark.parametrize("status,code", [(429, 130429), (400, 130429), (400, 131056), (500, 2)])
-def test_throttling_and_server_errors_are_retried(outbound, fake_graph, status, code):
-    message = outbound()
+def test_throttling_and_server_errors_are_retried(queued, fake_graph, status, code):
+    message = queued()
     fake_graph.fail_next(status=status, code=code)
-    with pytest.raises(services.SendRetryableError):
-        services.message_send(message_id=message.pk)
+    with pytest.raises(outbound.SendRetryableError):
+        outbound.message_send(message_id=message.pk)
     message.refresh_from_db()
     assert message.status == "queued"
-    assert services.message_send(message_id=message.pk) == "sent"
+    assert outbound.message_send(message_id=message.pk) == "sent"
 
 
-def test_a_timeout_is_retried(outbound, fake_graph, settings):
+def test_a_timeout_is_retried(queued, fake_graph, settings):
     settings.GRAPH_API_READ_TIMEOUT = 0.3
-    message = outbound()
+    message = queued()
     fake_graph.hang_next(1.0)
-    with pytest.raises(services.SendRetryableError):
-        services.message_send(message_id=message.pk)
+    with pytest.raises(outbound.SendRetryableError):
+        outbound.message_send(message_id=message.pk)
 
 
-def test_invalid_token_marks_the_account_and_stops(outbound, fake_graph):
-    message = outbound()
+def test_invalid_token_marks_the_account_and_stops(queued, fake_graph):
+    message = queued()
     fake_graph.fail_next(status=401, code=190)
-    assert services.message_send(message_id=message.pk) == "failed"
+    assert outbound.message_send(message_id=message.pk) == "failed"
     message.refresh_from_db()
     assert message.failure_reason == "credentials_invalid"
-    outbound.account.refresh_from_db()
-    assert outbound.account.status == ChannelAccount.Status.CREDENTIALS_INVALID
+    queued.account.refresh_from_db()
+    assert queued.account.status == ChannelAccount.Status.CREDENTIALS_INVALID
     # Later sends do not hammer Meta with a known-bad token.
-    second = outbound()
-    assert services.message_send(message_id=second.pk) == "failed"
+    second = queued()
+    assert outbound.message_send(message_id=second.pk) == "failed"
     assert len(fake_graph.message_sends()) == 1
 
 
-def test_outside_the_24_hour_window_fails_without_retry(outbound, fake_graph):
-    message = outbound()
+def test_outside_the_24_hour_window_fails_without_retry(queued, fake_graph):
+    message = queued()
     fake_graph.fail_next(status=400, code=131047)
-    assert services.message_send(message_id=message.pk) == "failed"
+    assert outbound.message_send(message_id=message.pk) == "failed"
     message.refresh_from_db()
     assert message.failure_reason == "window_closed"
 
 
-def test_other_client_errors_fail_without_retry(outbound, fake_graph):
-    message = outbound()
+def test_other_client_errors_fail_without_retry(queued, fake_graph):
+    message = queued()
     fake_graph.fail_next(status=400, code=100)
-    assert services.message_send(message_id=message.pk) == "failed"
+    assert outbound.message_send(message_id=message.pk) == "failed"
     message.refresh_from_db()
     assert message.failure_reason == "graph_100"
 
 
-def test_send_task_retries_then_delivers_once(outbound, fake_graph, eager_tasks, settings):
-    from channels_app.tasks import message_send_task
+def test_send_task_retries_then_delivers_once(queued, fake_graph, eager_tasks, settings):
     from config.celery import app
+    from conversations.tasks import message_send_task
 
     app.conf.task_eager_propagates = False  # eager retries re-run in place instead of raising
-    message = outbound()
+    message = queued()
     fake_graph.fail_next(status=429, code=130429, times=2)
     message_send_task.apply(args=(message.pk,), throw=False)
     message.refresh_from_db()
@@ -130,28 +131,11 @@ def test_send_task_retries_then_delivers_once(outbound, fake_graph, eager_tasks,
     assert len(fake_graph.message_sends(successful_only=True)) == 1
 
 
-def test_pacing_spaces_messages_to_the_same_customer(in_tenant_a, settings):
-    settings.SAME_CUSTOMER_SPACING_MS = 500
-    account = ChannelAccountFactory(client=in_tenant_a, external_id="5550000001")
-    assert services.pace(account=account, recipient="15550009999") == 0
-    assert services.pace(account=account, recipient="15550009999") > 0.3
-    assert services.pace(account=account, recipient="15550008888") == 0
-
-
-def test_token_bucket_limits_a_number_to_its_rate(in_tenant_a, settings):
-    settings.WHATSAPP_MESSAGES_PER_SECOND = 5
-    settings.SAME_CUSTOMER_SPACING_MS = 0
-    account = ChannelAccountFactory(client=in_tenant_a, external_id="5550000002")
-    waits = [services.pace(account=account, recipient=f"1555000{i:04d}") for i in range(8)]
-    assert waits[:5] == [0, 0, 0, 0, 0]
-    assert all(w > 0 for w in waits[5:])
-
-
-def test_inbound_media_is_fetched_by_id_within_the_size_limit(outbound, fake_graph, settings):
+def test_inbound_media_is_fetched_by_id_within_the_size_limit(queued, fake_graph, settings):
     from channels_app import graph
 
     fake_graph.add_media("media-123", b"\xff\xd8\xff" + b"0" * 1000, "image/jpeg")
-    conversation = outbound().conversation
+    conversation = queued().conversation
     message = Message.objects.create(
         conversation=conversation,
         direction="in",
@@ -161,36 +145,13 @@ def test_inbound_media_is_fetched_by_id_within_the_size_limit(outbound, fake_gra
         status="stored",
         external_id="wamid.IMG1",
     )
-    data = services.media_fetch(message_id=message.pk)
+    data = outbound.media_fetch(message_id=message.pk)
     assert data.startswith(b"\xff\xd8\xff") and len(data) == 1003
     message.refresh_from_db()
     assert message.media_mime_type == "image/jpeg" and message.raw["media_size"] == 1003
     settings.MEDIA_MAX_BYTES = 100
     with pytest.raises(graph.MediaTooLargeError):
-        services.media_fetch(message_id=message.pk)
-
-
-def test_silent_channel_accounts_are_flagged_once(in_tenant_a, settings, caplog):
-    import logging
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    settings.CHANNEL_SILENT_AFTER_MINUTES = 60
-    silent = ChannelAccountFactory(client=in_tenant_a, external_id="5550000101")
-    fresh = ChannelAccountFactory(client=in_tenant_a, external_id="5550000102")
-    ChannelAccount.objects.filter(pk=silent.pk).update(
-        last_seen_at=timezone.now() - timedelta(hours=3)
-    )
-    ChannelAccount.objects.filter(pk=fresh.pk).update(last_seen_at=timezone.now())
-    with caplog.at_level(logging.WARNING, logger="channels_app.services"):
-        assert services.channel_accounts_flag_silent() >= 1
-        services.channel_accounts_flag_silent()
-    warnings = [r for r in caplog.records if "silent" in r.getMessage() and r.account == silent.pk]
-    assert len(warnings) == 1  # logged when it goes silent, not on every check
-    silent.refresh_from_db()
-    fresh.refresh_from_db()
-    assert silent.silent_flagged_at is not None and fresh.silent_flagged_at is None
+        outbound.media_fetch(message_id=message.pk)
 
 
 def test_instagram_replies_go_to_the_instagram_send_api(in_tenant_a, fake_graph, settings):
@@ -209,7 +170,7 @@ def test_instagram_replies_go_to_the_instagram_send_api(in_tenant_a, fake_graph,
         text="Hello from the shop",
         status="queued",
     )
-    assert services.message_send(message_id=message.pk) == "sent"
+    assert outbound.message_send(message_id=message.pk) == "sent"
     [request] = fake_graph.message_sends()
     assert request.path.endswith("/17841400000000099/messages")
     assert request.json == {
