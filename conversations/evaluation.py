@@ -27,6 +27,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from django.db import connection, transaction
+from django.utils import timezone
+
+from conversations import pipeline
+from conversations.models import AnswerEvaluation
 from wafaa.errors import ApplicationError
 from wafaa.text import normalize
 
@@ -130,6 +135,19 @@ def parse_questions(data: bytes | str, *, filename: str = "") -> list[EvalQuesti
     return questions
 
 
+def questions_from_items(items: list[dict]) -> list[EvalQuestion]:
+    """Questions from the API's JSON list ({question, expected: [...], language})."""
+    questions = []
+    for item in items:
+        facts = tuple(f.strip() for f in item.get("expected") or () if f.strip())
+        if [f.lower() for f in facts] == ["none"]:
+            facts = ()
+        questions.append(EvalQuestion(item["question"].strip(), facts, item.get("language", "")))
+    if len(questions) > MAX_QUESTIONS:
+        raise EvaluationFileError(f"At most {MAX_QUESTIONS} questions per evaluation.")
+    return questions
+
+
 # --------------------------------------------------------------------------------------------
 # Running
 # --------------------------------------------------------------------------------------------
@@ -152,8 +170,6 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """Draft a reply to each question in the current client schema and judge it."""
-    from conversations import pipeline
-
     evaluation = Evaluation(threshold=client.confidence_threshold)
     for index, item in enumerate(questions, start=1):
         started = time.perf_counter()
@@ -270,3 +286,62 @@ def format_table(summary: dict, *, title: str = "") -> str:
             f"(right rate there: {pct(suggestion['right_rate']).strip()})"
         )
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs through the API (stored, run by a worker)
+# --------------------------------------------------------------------------------------------
+
+
+def evaluation_start(*, questions: list[EvalQuestion], created_by_email: str = ""):
+    """Store a run (status `pending`) in the current client schema; a worker runs it."""
+    from conversations.tasks import answer_evaluation_run_task  # the tasks import this module
+
+    run = AnswerEvaluation.objects.create(
+        questions=[asdict(q) for q in questions],
+        total=len(questions),
+        created_by_email=created_by_email[:254],
+    )
+    schema, run_id = connection.schema_name, str(run.pk)
+    transaction.on_commit(
+        lambda: answer_evaluation_run_task.apply_async((run_id,), headers={"_schema_name": schema})
+    )
+    return run
+
+
+def evaluation_run(*, evaluation_id) -> str:
+    """Run a stored evaluation (the task's service). Safe to run twice: a finished run is
+    left alone, an interrupted one starts over."""
+    run = AnswerEvaluation.objects.filter(pk=evaluation_id).first()
+    if run is None:
+        return "missing"
+    if run.status in (AnswerEvaluation.Status.DONE, AnswerEvaluation.Status.FAILED):
+        return run.status
+    AnswerEvaluation.objects.filter(pk=run.pk).update(
+        status=AnswerEvaluation.Status.RUNNING, done=0, updated_at=timezone.now()
+    )
+    questions = [
+        EvalQuestion(q["question"], tuple(q.get("expected") or ()), q.get("language") or "")
+        for q in run.questions
+    ]
+
+    def progress(done: int, total: int) -> None:
+        AnswerEvaluation.objects.filter(pk=run.pk).update(done=done, updated_at=timezone.now())
+
+    try:
+        result = evaluate(client=connection.tenant, questions=questions, progress=progress)
+    except Exception as exc:
+        AnswerEvaluation.objects.filter(pk=run.pk).update(
+            status=AnswerEvaluation.Status.FAILED,
+            error=f"The evaluation stopped: {type(exc).__name__}.",
+            finished_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+        raise
+    AnswerEvaluation.objects.filter(pk=run.pk).update(
+        status=AnswerEvaluation.Status.DONE,
+        result=result.as_dict(),
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    return "done"

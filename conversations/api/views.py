@@ -8,9 +8,10 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from conversations import handoff, selectors
+from conversations import evaluation, handoff, selectors
 from conversations.api import serializers as s
 from wafaa.api.base import ClientScopedAPIView
 
@@ -152,3 +153,45 @@ class CallbackSecretRotateApi(ClientScopedAPIView):
 
         secret = callback_secret_rotate(client=request.client)
         return Response({"callback_url": request.client.callback_url, "callback_secret": secret})
+
+
+class AnswerEvaluationStartApi(ClientScopedAPIView):
+    """Run a question set through the bot's reply drafting, in a worker (nothing is sent).
+
+    202 with the run; GET its URL for progress and, when done, the rates per language and a
+    suggested confidence threshold (see docs/knowledge.md, "Evaluating answers").
+    """
+
+    required_role = "admin"
+    parser_classes = [MultiPartParser, JSONParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": s.EvaluationStartInputSerializer,
+            "application/json": s.EvaluationStartInputSerializer,
+        },
+        responses={202: s.EvaluationOutputSerializer},
+    )
+    def post(self, request, client_id):
+        data = s.EvaluationStartInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload, listed = data.validated_data.get("file"), data.validated_data.get("questions")
+        if upload is not None:
+            questions = evaluation.parse_questions(upload.read(), filename=upload.name)
+        elif listed:
+            questions = evaluation.questions_from_items(listed)
+        else:
+            raise ValidationError({"questions": ["Send a question file or a list of questions."]})
+        run = evaluation.evaluation_start(questions=questions, created_by_email=_actor(request))
+        return Response(s.EvaluationOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AnswerEvaluationDetailApi(ClientScopedAPIView):
+    required_role = "admin"
+
+    @extend_schema(responses={200: s.EvaluationOutputSerializer})
+    def get(self, request, client_id, evaluation_id):
+        run = selectors.answer_evaluation_get(evaluation_id=evaluation_id)
+        if run is None:
+            raise NotFound("No such evaluation in this client.")
+        return Response(s.EvaluationOutputSerializer(run).data)

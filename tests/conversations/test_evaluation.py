@@ -99,3 +99,90 @@ def test_the_suggested_threshold_is_just_above_the_most_confident_wrong_answer()
     results.append(result(0.7, False, expected=()))  # out of knowledge, answered at 0.7
     suggestion = evaluation.suggest_threshold(results)
     assert suggestion == {"threshold": 0.71, "right_rate": 0.5}
+
+
+# --- the API: POST knowledge/evaluate runs in a worker, GET reads progress and result -------
+
+
+@pytest.fixture
+def owner_api(tenant_a):
+    from tenants.models import Membership
+    from tests.tenants.factories import MembershipFactory, api_as_user
+
+    user = MembershipFactory(client=tenant_a, role=Membership.Role.OWNER).user
+    return api_as_user(user, tenant_a)
+
+
+@pytest.fixture
+def coffee_faq(tenant_a, settings):
+    from tests.conftest import inside
+    from tests.conversations.helpers import add_faq_knowledge
+
+    settings.OPENAI_API_KEY = ""
+    ai_config.reset_clients()
+    with inside(tenant_a):
+        add_faq_knowledge()
+    yield
+    ai_config.reset_clients()
+
+
+def test_an_owner_evaluates_through_the_api_in_a_worker_and_reads_the_result(
+    tenant_a, owner_api, coffee_faq, eager_tasks, django_capture_on_commit_callbacks
+):
+    from conversations.models import AnswerEvaluation, Message
+    from tests.conftest import inside
+
+    body = {
+        "questions": [
+            {"question": "what are your opening hours", "expected": ["8am"], "language": "en"},
+            {"question": "How much is a cappuccino?", "expected": ["18 MAD"], "language": "en"},
+            {"question": "Do you sell bicycles?", "expected": ["none"], "language": "en"},
+        ]
+    }
+    url = f"/api/v1/clients/{tenant_a.pk}/knowledge/evaluate"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_api.post(url, body, format="json")
+    assert response.status_code == 202, response.content
+    run_id = response.json()["id"]
+    assert response.json()["total"] == 3
+
+    result = owner_api.get(f"{url}/{run_id}")
+    assert result.status_code == 200
+    data = result.json()
+    assert data["status"] == "done" and data["done"] == 3
+    overall = data["result"]["overall"]
+    assert overall["in_knowledge"] == 2 and overall["out_of_knowledge"] == 1
+    assert overall["right_rate"] == 1.0 and overall["answered_out_of_knowledge"] == 0
+    assert [r["verdict"] for r in data["result"]["results"]] == ["right", "right", "abstained"]
+    assert "suggested_threshold" in data["result"]
+    with inside(tenant_a):
+        # Nothing was stored as a conversation, nothing sent.
+        assert Message.objects.count() == 0
+        assert AnswerEvaluation.objects.get(pk=run_id).finished_at is not None
+
+
+def test_a_question_file_can_be_uploaded_and_an_agent_may_not_evaluate(
+    tenant_a, owner_api, coffee_faq
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from conversations.models import AnswerEvaluation
+    from tenants.models import Membership
+    from tests.conftest import inside
+    from tests.tenants.factories import MembershipFactory, api_as_user
+
+    url = f"/api/v1/clients/{tenant_a.pk}/knowledge/evaluate"
+    upload = SimpleUploadedFile(
+        "q.csv", b"question,expected,language\nWifi?,DemoCoffee,en\n", content_type="text/csv"
+    )
+    response = owner_api.post(url, {"file": upload}, format="multipart")
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "pending" and response.json()["total"] == 1
+
+    agent = MembershipFactory(client=tenant_a, role=Membership.Role.AGENT).user
+    refused = api_as_user(agent, tenant_a).post(url, {"questions": [{"question": "x"}]})
+    assert refused.status_code == 403
+    empty = owner_api.post(url, {}, format="json")
+    assert empty.status_code == 400
+    with inside(tenant_a):
+        assert AnswerEvaluation.objects.count() == 1  # only the accepted one
