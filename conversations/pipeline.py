@@ -183,7 +183,7 @@ def draft_answer(
     if handoff.asks_for_person(question, client.handoff_keywords):
         return Draft(_handoff_ack(language), outcome="handoff", handoff_reason="customer_asked")
 
-    asked = _assess_questions(question, language)
+    asked = _assess_questions(question, language, client.confidence_threshold)
     chunks = _chunks_for(asked)
     citations = [_citation(c) for c in chunks]
     best = max((a.assessment.confidence for a in asked), default=0.0)
@@ -299,14 +299,22 @@ def _assess(text: str, language: str) -> _Asked:
     return _Asked(text, confidence.assess(text, candidates, language=language), chunks)
 
 
-def _assess_questions(text: str, language: str) -> list[_Asked]:
-    """Each question of the burst with its best entry; when its parts are each too vague,
-    the burst read as one question ("I want to know" + "the price of a latte")."""
+def _assess_questions(text: str, language: str, threshold: float) -> list[_Asked]:
+    """Each question of the burst with its best entry. Parts that are neither answerable nor
+    asked as a question ("one question", "I want to know") are dropped; when that leaves no
+    answerable question and fewer than two asked ones, the burst is read as one question."""
     questions = _burst_questions(text)
     asked = [_assess(q, language) for q in questions]
-    if len(asked) > 1 and not any(a.assessment.confidence >= 0.5 for a in asked):
-        asked = [_assess(text, language)]
-    return asked
+    if len(asked) == 1:
+        return asked
+    kept = [
+        a
+        for a in asked
+        if a.assessment.confidence >= threshold or a.text.rstrip().endswith(("?", "\u061f"))
+    ]
+    if len(kept) >= 2 or (kept and kept[0].assessment.confidence >= threshold):
+        return kept
+    return [_assess(text, language)]
 
 
 def _chunks_for(asked: list[_Asked]) -> list:
