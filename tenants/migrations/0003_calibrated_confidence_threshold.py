@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 def forwards(apps, schema_editor):
     Client = apps.get_model("tenants", "Client")
-    Client.objects.filter(confidence_threshold=0.3).update(confidence_threshold=0.75)
+    Client.objects.filter(confidence_threshold=0.3).update(confidence_threshold=0.7)
 
 
 class Migration(migrations.Migration):
@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
             model_name="client",
             name="confidence_threshold",
             field=models.FloatField(
-                default=0.75,
+                default=0.7,
                 help_text="Minimum calibrated confidence (0..1) to answer from the knowledge.",
             ),
         ),

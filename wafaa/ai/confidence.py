@@ -12,11 +12,13 @@ module, pure Python, turns them into one decision:
      (character trigrams), Arabic clitics stripped, Arabizi ("kam se3r") transliterated and
      common dialect words mapped to their standard forms;
    - `keyword`: the full-text / trigram score of the keyword leg.
-3. The best entry's confidence is a logistic function of its score, its margin over the next
-   entry, the agreement of the vector and word evidence on the best entry, and whether the
-   entry has a version in the question's language. The weights were fitted on the
-   evaluation sets in tests/data/eval/ (bench/answers.py measures them; docs/knowledge.md
-   says how); the client's `confidence_threshold` is the minimum confidence to answer.
+3. The best entry's confidence is a logistic function of its similarity and word overlap,
+   its margins over the next entry (similarity, and combined score: do the vector and word
+   evidence agree on it?), the share of question words found in no candidate ("sushi" in a
+   restaurant's FAQ) and whether the entry has a version in the question's language. The
+   weights are a logistic regression fitted on the evaluation sets in tests/data/eval/
+   (top entry right = 1; wrong entry or out of knowledge = 0, weighted 2 and 4); the
+   client's `confidence_threshold` is the minimum confidence to answer.
 """
 
 from __future__ import annotations
@@ -30,16 +32,18 @@ from wafaa.text import STOPWORDS, normalize
 
 # Fitted on tests/data/eval (both sets, local and hashing embedders): see docs/knowledge.md.
 WEIGHTS = {
-    "score": 4.83,
-    "margin": 4.85,
-    "overlap": 3.48,
-    "agree": 1.03,
-    "same_language": -0.15,
+    "similarity": 3.82,
+    "overlap": 3.44,
+    "similarity_margin": 3.64,
+    "score_margin": 7.38,
+    "unknown": -1.01,
+    "same_language": -0.04,
 }
-BIAS = -3.09
-# The lowest threshold at which no out-of-knowledge question of the sets got an answer with
-# the local embedder (bench/answers.py); each client can set its own (confidence_threshold).
-DEFAULT_THRESHOLD = 0.75
+BIAS = -2.26
+# The lowest threshold at which no out-of-knowledge question of the sets got an answer
+# (bench/answers.py, both offline embedders); each client can set its own
+# (confidence_threshold; the evaluation suggests one for the client's data).
+DEFAULT_THRESHOLD = 0.7
 # The combined score: the vector and word evidence count about equally.
 SIMILARITY_WEIGHT = 0.65
 OVERLAP_WEIGHT = 0.35
@@ -64,6 +68,7 @@ class Scored:
     overlap: float
     keyword: float
     score: float
+    matched: list[bool] = field(default_factory=list)  # per question word: found here?
 
 
 @dataclass
@@ -95,15 +100,17 @@ def assess(question: str, candidates: list[Candidate], *, language: str = "") ->
         if current is None or scored.score > current.score:
             entries[candidate.key] = scored
     ranked = sorted(entries.values(), key=lambda s: -s.score)
-    best = ranked[0]
-    second = ranked[1].score if len(ranked) > 1 else 0.0
-    by_similarity = max(ranked, key=lambda s: s.similarity)
-    by_overlap = max(ranked, key=lambda s: (s.overlap, s.keyword))
+    best, others = ranked[0], ranked[1:]
+    # Question words found in no candidate at all ("sushi" in a restaurant's knowledge):
+    # a sign the question is about something the knowledge does not cover.
+    known = [any(s.matched[i] for s in ranked) for i in range(len(wanted))]
+    unknown = sum(w for w, k in zip(weights, known, strict=True) if not k) / (sum(weights) or 1)
     features = {
-        "score": best.score,
-        "margin": best.score - second,
+        "similarity": best.similarity,
         "overlap": best.overlap,
-        "agree": float(by_similarity is best and by_overlap is best),
+        "similarity_margin": best.similarity - max((s.similarity for s in others), default=0.0),
+        "score_margin": best.score - (others[0].score if others else 0.0),
+        "unknown": unknown,
         "same_language": float(_has_language(best.candidate, language)),
     }
     logit = BIAS + sum(WEIGHTS[name] * value for name, value in features.items())
@@ -115,9 +122,13 @@ def _score(
     candidate: Candidate, wanted: list[set[str]], found: set[str], weights: list[float]
 ) -> Scored:
     similarity = max(0.0, candidate.similarity or 0.0)
-    overlap = term_overlap(wanted, found, weights)
+    grams = {word: _trigrams(word) for word in found}
+    matches = [_match(forms, found, grams) for forms in wanted]
+    overlap = sum(w * m for w, m in zip(weights, matches, strict=True)) / (sum(weights) or 1.0)
     score = SIMILARITY_WEIGHT * similarity + OVERLAP_WEIGHT * overlap
-    return Scored(candidate, similarity, overlap, candidate.keyword or 0.0, score)
+    return Scored(
+        candidate, similarity, overlap, candidate.keyword or 0.0, score, [m > 0 for m in matches]
+    )
 
 
 def _has_language(candidate: Candidate, language: str) -> bool:
@@ -336,21 +347,6 @@ def entry_terms(candidate: Candidate) -> set[str]:
 def _trigrams(word: str) -> set[str]:
     padded = f" {word} "
     return {padded[i : i + 3] for i in range(len(padded) - 2)}
-
-
-def term_overlap(
-    wanted: list[set[str]], found: set[str], weights: list[float] | None = None
-) -> float:
-    """The (weighted) share of the question's words present in the entry; typos and words
-    that extend one another ("deliver", "delivery") count too."""
-    if not wanted:
-        return 0.0
-    weights = weights or [1.0] * len(wanted)
-    grams = {word: _trigrams(word) for word in found}
-    total = 0.0
-    for forms, weight in zip(wanted, weights, strict=True):
-        total += weight * _match(forms, found, grams)
-    return total / sum(weights)
 
 
 def _match(forms: set[str], found: set[str], grams: dict[str, set[str]]) -> float:
