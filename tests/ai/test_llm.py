@@ -298,3 +298,5 @@ def test_every_language_has_all_canned_messages():
     assert FALLBACK_MESSAGES.keys() == UNSUPPORTED_MEDIA_MESSAGES.keys() == HANDOFF_MESSAGES.keys()
     assert unsupported_media_message("ar") == UNSUPPORTED_MEDIA_MESSAGES["ar"]
     assert fallback_message("de") == FALLBACK_MESSAGES["en"]  # unknown → English
+    # Persian and Urdu customers get their own language, not Arabic.
+    assert "متأسفم" in fallback_message("fa") and "معذرت" in fallback_message("ur")

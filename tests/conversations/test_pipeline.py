@@ -253,3 +253,12 @@ def test_the_grounded_prompt_carries_excerpts_language_questions_and_the_dont_kn
     assert cited and all(c["document"] == "FAQ" for c in reply.citations)
     excerpts = [c.text for c in Chunk.objects.filter(pk__in=cited)]
     assert all(text in system for text in excerpts)
+
+
+def test_a_persian_question_is_not_answered_in_arabic(
+    account, offline, eager_tasks, django_capture_on_commit_callbacks
+):
+    message = receive(account, "ساعت کاری فروشگاه شما چیست؟")
+    assert run(message, django_capture_on_commit_callbacks) == "fallback"
+    [reply] = replies()
+    assert reply.text.startswith("متأسفم")  # Persian, not the Arabic "عذرًا"

@@ -25,6 +25,8 @@ FALLBACK_MESSAGES = {
     "en relation avec une personne de notre équipe ?",
     "es": "Lo siento, no tengo la respuesta a eso. ¿Quieres que te ponga en contacto con "
     "una persona de nuestro equipo?",
+    "fa": "متأسفم، پاسخ این سؤال را ندارم. می‌خواهید شما را به یکی از همکارانمان وصل کنم؟",
+    "ur": "معذرت، میرے پاس اس کا جواب نہیں ہے۔ کیا میں آپ کو ہماری ٹیم کے کسی فرد سے ملا دوں؟",
 }
 UNSUPPORTED_MEDIA_MESSAGES = {
     "en": "Sorry, I can only read text messages for now. Could you type your question?",
@@ -32,6 +34,8 @@ UNSUPPORTED_MEDIA_MESSAGES = {
     "fr": "Désolé, je ne peux lire que les messages texte pour le moment. "
     "Pouvez-vous écrire votre question ?",
     "es": "Lo siento, por ahora solo puedo leer mensajes de texto. ¿Puedes escribir tu pregunta?",
+    "fa": "متأسفم، فعلاً فقط می‌توانم پیام‌های متنی را بخوانم. می‌توانید سؤالتان را بنویسید؟",
+    "ur": "معذرت، میں ابھی صرف تحریری پیغامات پڑھ سکتا ہوں۔ کیا آپ اپنا سوال لکھ سکتے ہیں؟",
 }
 HANDOFF_MESSAGES = {
     "en": "I'm connecting you with a person from our team. They will reply here soon.",
@@ -39,6 +43,8 @@ HANDOFF_MESSAGES = {
     "fr": "Je vous mets en relation avec une personne de notre équipe. "
     "Elle vous répondra ici bientôt.",
     "es": "Te pongo en contacto con una persona de nuestro equipo. Te responderá aquí pronto.",
+    "fa": "شما را به یکی از همکارانمان وصل می‌کنم. به‌زودی همین‌جا پاسخ می‌دهد.",
+    "ur": "میں آپ کو ہماری ٹیم کے ایک فرد سے ملا رہا ہوں۔ وہ جلد یہیں جواب دیں گے۔",
 }
 
 
