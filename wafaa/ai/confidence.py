@@ -23,6 +23,7 @@ module, pure Python, turns them into one decision:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -299,6 +300,7 @@ def transliterate_arabizi(word: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=100_000)
 def _stem(word: str) -> str:
     if _ARABIC.search(word):
         word = _ARABIC_PREFIX.sub("", word)
@@ -344,12 +346,13 @@ def entry_terms(candidate: Candidate) -> set[str]:
     return found
 
 
-def _trigrams(word: str) -> set[str]:
+@functools.lru_cache(maxsize=100_000)
+def _trigrams(word: str) -> frozenset[str]:
     padded = f" {word} "
-    return {padded[i : i + 3] for i in range(len(padded) - 2)}
+    return frozenset(padded[i : i + 3] for i in range(len(padded) - 2))
 
 
-def _match(forms: set[str], found: set[str], grams: dict[str, set[str]]) -> float:
+def _match(forms: set[str], found: set[str], grams: dict[str, frozenset[str]]) -> float:
     if forms & found:
         return 1.0
     for form in forms:
