@@ -37,7 +37,7 @@ from wafaa.ai.llm import (
     strip_handoff_marker,
 )
 from wafaa.redis import get_redis
-from wafaa.text import split_sentences
+from wafaa.text import STOPWORDS, split_sentences, words
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +274,11 @@ class _Asked:
 def _burst_questions(text: str) -> list[str]:
     """The distinct questions of a burst: its messages and sentences that carry content
     words ("Hi" and "I want to know" alone are no question)."""
-    parts = [p for p in split_sentences(text, lines=True) if confidence.question_terms(p)]
+    parts = [
+        p
+        for p in split_sentences(text, lines=True)
+        if any(len(w) > 1 and w not in STOPWORDS for w in words(p))
+    ]
     distinct = list(dict.fromkeys(parts))
     if len(distinct) <= 1 or len(distinct) > MAX_BURST_QUESTIONS:
         return [text]
