@@ -237,19 +237,38 @@ def _rates(results: list[EvalResult]) -> dict:
     }
 
 
+# A wrong answer costs this many right ones when the threshold is chosen.
+WRONG_ANSWER_COST = 5
+
+
 def suggest_threshold(results: list[EvalResult]) -> dict | None:
-    """The lowest confidence threshold at which no wrong candidate answer would be given,
-    and the right rate it would reach on these questions."""
+    """The confidence threshold that suits this set: no out-of-knowledge question answered,
+    then the most right answers less WRONG_ANSWER_COST per wrong one (the lowest such
+    threshold). With the rates it would give on these questions."""
     scored = [r for r in results if r.confidence is not None and r.candidate_right is not None]
     if not scored:
         return None
-    wrong = [r.confidence for r in scored if not r.candidate_right]
-    threshold = round(min(1.0, max(wrong) + 0.01), 2) if wrong else 0.0
-    known = [r for r in results if r.expected]
-    right = sum(1 for r in scored if r.candidate_right and r.expected and r.confidence >= threshold)
+    out_of_knowledge = [r.confidence for r in scored if not r.expected]
+    floor = round(max(out_of_knowledge) + 0.01, 2) if out_of_knowledge else 0.0
+    known = [r for r in scored if r.expected]
+    # Candidate thresholds: the floor, each answer's confidence, and just above each wrong one.
+    points = [r.confidence for r in known] + [
+        r.confidence + 0.01 for r in known if not r.candidate_right
+    ]
+    options = sorted({floor, *(round(p, 2) for p in points if p >= floor)})
+    best = None
+    for threshold in options:
+        given = [r for r in known if r.confidence >= threshold]
+        right = sum(1 for r in given if r.candidate_right)
+        value = right - WRONG_ANSWER_COST * (len(given) - right)
+        if best is None or value > best[0]:
+            best = (value, threshold, right, len(given) - right)
+    total = len([r for r in results if r.expected])
+    _, threshold, right, wrong = best
     return {
-        "threshold": threshold,
-        "right_rate": round(right / len(known), 4) if known else None,
+        "threshold": min(1.0, threshold),
+        "right_rate": round(right / total, 4) if total else None,
+        "wrong_answers": wrong,
     }
 
 

@@ -89,16 +89,23 @@ def test_a_fact_is_found_as_whole_words_after_normalisation():
     assert evaluation.contains_fact("نعم، خدمه متوفرة", ["خدمة"])
 
 
-def test_the_suggested_threshold_is_just_above_the_most_confident_wrong_answer():
+def test_the_suggested_threshold_answers_no_out_of_knowledge_question_and_weighs_errors():
     def result(confidence, right, expected=("x",)):
         return evaluation.EvalResult(
             "q", "en", list(expected), "right", "answered", "", confidence, 1.0, right
         )
 
-    results = [result(0.9, True), result(0.8, True), result(0.6, False), result(0.4, True)]
-    results.append(result(0.7, False, expected=()))  # out of knowledge, answered at 0.7
-    suggestion = evaluation.suggest_threshold(results)
-    assert suggestion == {"threshold": 0.71, "right_rate": 0.5}
+    results = [result(0.9, True), result(0.8, True), result(0.6, False), result(0.45, True)]
+    results.append(result(0.4, False, expected=()))  # out of knowledge, would answer at 0.4
+    # 0.45 would answer 3 right and 1 wrong (3 - 5 = -2); 0.61 answers 2 right, 0 wrong.
+    assert evaluation.suggest_threshold(results) == {
+        "threshold": 0.61,
+        "right_rate": 0.5,
+        "wrong_answers": 0,
+    }
+    results.append(result(0.95, False, expected=()))  # nothing but 1.0 avoids this one
+    assert evaluation.suggest_threshold(results)["threshold"] == 0.96
+    assert evaluation.suggest_threshold(results)["right_rate"] == 0.0
 
 
 # --- the API: POST knowledge/evaluate runs in a worker, GET reads progress and result -------
