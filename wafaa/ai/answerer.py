@@ -13,6 +13,7 @@ Spanish by their function words; else 'en'), good enough to pick a canned messag
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 
 from wafaa.text import STOPWORDS, split_sentences, truncate, words
@@ -103,19 +104,20 @@ _ARABIZI_WORDS = frozenset(
     ]
 )
 _LANGUAGES = ("en", "ar", "fr", "es", "fa", "ur", "de", "it", "pt", "tr")
-_identifiers: dict[tuple[str, ...], object] = {}
+_identifier_lock = threading.Lock()
+_identifier_instance = None
 
 
-def _identifier(languages: tuple[str, ...]):
-    """py3langid's model restricted to `languages` (loaded once, about 0.5 s)."""
-    identifier = _identifiers.get(languages)
-    if identifier is None:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+def _identifier():
+    """py3langid's model (all its languages), loaded once per process (about 0.5 s)."""
+    global _identifier_instance
+    if _identifier_instance is None:
+        with _identifier_lock:
+            if _identifier_instance is None:
+                from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-        identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-        identifier.set_languages(list(languages))
-        _identifiers[languages] = identifier
-    return identifier
+                _identifier_instance = LanguageIdentifier.from_model_file(MODEL_FILE)
+    return _identifier_instance
 
 
 def detect_language(
@@ -137,8 +139,11 @@ def detect_language(
         arabizi = sum(1 for t in tokens if t in _ARABIZI_WORDS or _ARABIZI_DIGITS.fullmatch(t))
         if tokens and text.isascii() and arabizi and arabizi >= len(tokens) / 4:
             return "ar"
-    language, _ = _identifier(allowed).classify(text)
-    return language
+    # The most likely of the allowed languages (one model for every client's choice).
+    for language, _ in _identifier().rank(text):
+        if language in allowed:
+            return language
+    return default
 
 
 # --------------------------------------------------------------------------------------------
