@@ -133,6 +133,7 @@ if TESTING:
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "wafaa.middleware.RequestContextMiddleware",
+    "wafaa.middleware.NulCharacterMiddleware",
     "wafaa.middleware.PublicSchemaMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin CSS, API docs assets) from the app itself, in every mode: gunicorn
@@ -245,7 +246,8 @@ REST_FRAMEWORK = {
         "tenants.authentication.APIKeyAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # RecursionError, deep nesting and NUL characters are a 400 (wafaa/api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["wafaa.api.parsers.SafeJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "wafaa.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
@@ -368,6 +370,10 @@ OPENAI_BASE_URL = env("OPENAI_BASE_URL") or None
 LLM_MODEL = env("LLM_MODEL", "gpt-4o-mini")
 LLM_TIMEOUT = env_float("LLM_TIMEOUT", 20.0)
 LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 3)
+# Voice notes are transcribed with this model (gpt-4o-mini-transcribe or whisper-1); pictures
+# sent without a caption are looked at by this vision-capable model.
+TRANSCRIPTION_MODEL = env("TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
+VISION_MODEL = env("VISION_MODEL", "gpt-4o-mini")
 # auto: openai when OPENAI_API_KEY is set, else the local multilingual model.
 EMBEDDING_BACKEND = env("EMBEDDING_BACKEND", "auto")
 EMBEDDING_MODEL = env("EMBEDDING_MODEL", "text-embedding-3-small")
@@ -393,6 +399,10 @@ WHATSAPP_MESSAGES_PER_SECOND = env_int("WHATSAPP_MESSAGES_PER_SECOND", 80)
 SAME_CUSTOMER_SPACING_MS = env_int("SAME_CUSTOMER_SPACING_MS", 300)
 WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024)
 MEDIA_MAX_BYTES = env_int("MEDIA_MAX_BYTES", 16 * 1024 * 1024)
+# Customers' media is fetched only from Meta's media hosts (a leading dot: any subdomain).
+MEDIA_ALLOWED_HOSTS = env_list(
+    "MEDIA_ALLOWED_HOSTS", ".fbsbx.com,.fbcdn.net,.cdninstagram.com,.whatsapp.net"
+)
 CHANNEL_SILENT_AFTER_MINUTES = env_int("CHANNEL_SILENT_AFTER_MINUTES", 24 * 60)
 
 # --- knowledge -------------------------------------------------------------------------------
@@ -409,6 +419,10 @@ CONTEXT_CACHE_SECONDS = env_int("CONTEXT_CACHE_SECONDS", 3600)
 HANDOFF_IDLE_MINUTES = env_int("HANDOFF_IDLE_MINUTES", 240)
 SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 180)
 MAX_INBOUND_TEXT_CHARS = env_int("MAX_INBOUND_TEXT_CHARS", 4000)
+# Outbound calls a client or a webhook can influence (callbacks, media): wafaa.netguard.
+OUTBOUND_ALLOWED_PORTS = [int(port) for port in env_list("OUTBOUND_ALLOWED_PORTS", "443,8443")]
+# CIDRs that pass although not public (a relay in your network); http and any port there too.
+OUTBOUND_ALLOWED_NETWORKS = env_list("OUTBOUND_ALLOWED_NETWORKS")
 
 # --- observability ---------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ def forwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tenants", "0002_fallback_message_per_language")]
+    dependencies = [("tenants", "0003_callback_secret_and_url_guard")]
 
     operations = [
         migrations.AlterField(
