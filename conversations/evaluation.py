@@ -36,6 +36,8 @@ from wafaa.errors import ApplicationError
 from wafaa.text import normalize
 
 MAX_QUESTIONS = 500
+# 500 questions of at most 1,000 characters, with room for the expected facts.
+MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_QUESTION_CHARS = 1000
 
 
@@ -96,7 +98,17 @@ class Evaluation:
 
 def parse_questions(data: bytes | str, *, filename: str = "") -> list[EvalQuestion]:
     """Questions from CSV (header: question, expected[, language]) or JSONL."""
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.lstrip("\ufeff")
+    if len(data) > MAX_FILE_BYTES:
+        raise EvaluationFileError(
+            f"The question file is over {MAX_FILE_BYTES // (1024 * 1024)} MB; "
+            f"an evaluation takes at most {MAX_QUESTIONS} questions."
+        )
+    try:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.lstrip("\ufeff")
+    except UnicodeDecodeError:
+        raise EvaluationFileError("The question file must be UTF-8 text.") from None
+    if "\x00" in text:
+        raise EvaluationFileError("The question file holds NUL characters: it is not text.")
     stripped = text.lstrip()
     if filename.endswith((".jsonl", ".json")) or stripped.startswith("{"):
         rows = []
@@ -105,13 +117,16 @@ def parse_questions(data: bytes | str, *, filename: str = "") -> list[EvalQuesti
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise EvaluationFileError(f"Line {number} is not valid JSON.") from None
             if not isinstance(row, dict):
                 raise EvaluationFileError(f"Line {number} is not a JSON object.")
             rows.append(row)
     else:
-        rows = list(csv.DictReader(io.StringIO(text)))
+        try:
+            rows = list(csv.DictReader(io.StringIO(text)))
+        except csv.Error as exc:
+            raise EvaluationFileError(f"The CSV could not be read ({exc}).") from None
         if rows and "question" not in {(k or "").strip().lower() for k in rows[0]}:
             raise EvaluationFileError("The CSV needs a header row with question and expected.")
     questions = []

@@ -8,7 +8,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from conversations import agent_outbound, evaluation, handoff, selectors
@@ -227,7 +227,7 @@ class AnswerEvaluationStartApi(ClientScopedAPIView):
     """
 
     required_role = "admin"
-    parser_classes = [MultiPartParser, JSONParser]
+    parser_classes = [MultiPartParser, SafeJSONParser]
 
     @extend_schema(
         request={
@@ -241,7 +241,9 @@ class AnswerEvaluationStartApi(ClientScopedAPIView):
         data.is_valid(raise_exception=True)
         upload, listed = data.validated_data.get("file"), data.validated_data.get("questions")
         if upload is not None:
-            questions = evaluation.parse_questions(upload.read(), filename=upload.name)
+            # Read no more than the cap (and one byte to tell that it was over).
+            content = upload.read(evaluation.MAX_FILE_BYTES + 1)
+            questions = evaluation.parse_questions(content, filename=upload.name)
         elif listed:
             questions = evaluation.questions_from_items(listed)
         else:

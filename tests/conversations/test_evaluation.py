@@ -80,6 +80,12 @@ def test_questions_are_read_from_csv_and_jsonl():
         evaluation.parse_questions(b"text,other\nhello,none\n")
     with pytest.raises(evaluation.EvaluationFileError):
         evaluation.parse_questions(b'{"question": "x"}\nnot json\n', filename="q.jsonl")
+    with pytest.raises(evaluation.EvaluationFileError, match="over 2 MB"):
+        evaluation.parse_questions(b"question,expected\n" + b"x" * evaluation.MAX_FILE_BYTES)
+    deep = b"{" + b'"a":{' * 5000 + b"}" * 5001 + b"\n"
+    for bad in (b"question,expected\nhel\x00lo,x\n", b"\xff\xfe\xfa", deep):
+        with pytest.raises(evaluation.EvaluationFileError):
+            evaluation.parse_questions(bad, filename="q.jsonl" if bad is deep else "q.csv")
 
 
 def test_a_fact_is_found_as_whole_words_after_normalisation():
