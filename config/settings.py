@@ -457,6 +457,8 @@ CELERY_TASK_ROUTES = {
     # Read receipts and media downloads kept the default queue when sending moved here.
     "conversations.tasks.message_mark_read_task": {"queue": "default"},
     "conversations.tasks.media_fetch_task": {"queue": "default"},
+    # An answer evaluation runs minutes of drafting: never ahead of customers' replies.
+    "conversations.tasks.answer_evaluation_run_task": {"queue": "default"},
     "knowledge.*": {"queue": "ingest"},
 }
 # Beat writes a heartbeat on each tick (its container's health check reads it).

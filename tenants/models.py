@@ -87,7 +87,10 @@ class Client(TenantMixin, TimeStampedModel):
     languages = models.JSONField(default=default_languages, blank=True)
     llm_model = models.CharField(max_length=100, blank=True, default="")
     handoff_keywords = models.JSONField(default=default_handoff_keywords, blank=True)
-    confidence_threshold = models.FloatField(default=0.3)
+    confidence_threshold = models.FloatField(
+        default=0.7,
+        help_text="Minimum calibrated confidence (0..1) to answer from the knowledge.",
+    )
     # Blank: a built-in message in the customer's language (wafaa.ai.answerer).
     fallback_message = models.TextField(blank=True, default="")
     unsupported_media = models.CharField(

@@ -104,6 +104,17 @@ def make_conversation(client) -> dict:
     return {"conversation_id": conversation.pk, "contact_id": conversation.contact_id}
 
 
+def make_evaluation(client) -> dict:
+    from conversations.models import AnswerEvaluation
+
+    with inside(client):
+        run = AnswerEvaluation.objects.create(
+            questions=[{"question": "When do you open?", "expected": ["8am"], "language": "en"}],
+            total=1,
+        )
+    return {"evaluation_id": run.pk}
+
+
 # --- the table -------------------------------------------------------------------------------
 
 
@@ -198,6 +209,13 @@ CLIENT_SCOPED_ENDPOINTS = [
     Row("DELETE", "knowledge/documents/{doc_id}", make_document, 204),
     Row("POST", "knowledge/documents/{doc_id}/reindex", make_document, 202),
     Row("GET", "knowledge/search", make_document, query="q=opening+hours"),
+    Row(
+        "POST",
+        "knowledge/evaluate",
+        status=202,
+        body={"questions": [{"question": "When do you open?", "expected": ["8am"]}]},
+    ),
+    Row("GET", "knowledge/evaluate/{evaluation_id}", make_evaluation),
 ]
 
 ALLOWED = ["owner_a", "staff"]
