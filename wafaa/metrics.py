@@ -83,6 +83,27 @@ CLIENT_MESSAGES = Counter(
 )
 
 
+AD_REFERRALS = Counter(
+    "wafaa_ad_referrals_total",
+    "Inbound messages that came from an ad or a product, by channel and source type",
+    ["channel", "source_type"],
+)
+CLIENT_AD_REFERRALS = Counter(
+    "wafaa_client_ad_referrals_total",
+    "Ad referrals per client and ad (only with PROMETHEUS_PER_CLIENT_LABELS: unbounded labels)",
+    ["client", "source_id"],
+)
+
+
+def count_ad_referral(client_slug: str, channel: str, referral: dict) -> None:
+    """One message from an ad: by source type always, per client and ad when opted in."""
+    from django.conf import settings
+
+    AD_REFERRALS.labels(channel=channel, source_type=referral.get("source_type") or "unknown").inc()
+    if settings.PROMETHEUS_PER_CLIENT_LABELS and referral.get("source_id"):
+        CLIENT_AD_REFERRALS.labels(client=client_slug, source_id=referral["source_id"]).inc()
+
+
 def count_client_message(client_slug: str, direction: str) -> None:
     """Per-client message counts, when the operator opted in to per-client labels."""
     from django.conf import settings
@@ -114,4 +135,35 @@ PG_MAX_CONNECTIONS = Gauge(
     "wafaa_postgres_max_connections",
     "PostgreSQL max_connections (sampled by beat)",
     multiprocess_mode="max",
+)
+
+
+# --- what customers feel (conversations.monitoring samples the gauges every minute) ---------
+SENDS_FAILED = Counter(
+    "wafaa_sends_failed_total",
+    "Outbound messages that finally failed (after retries), by channel and reason",
+    ["channel", "reason"],
+)
+DELIVERY_STATUSES = Counter(
+    "wafaa_delivery_statuses_total",
+    "Delivery statuses from Meta applied to our messages, by channel and status",
+    ["channel", "status"],
+)
+INBOUND_OLDEST_UNANSWERED = Gauge(
+    "wafaa_inbound_oldest_unanswered_seconds",
+    "Age of the oldest inbound message neither answered nor handed off, over every client",
+    multiprocess_mode="max",
+)
+CONVERSATIONS_WINDOW_CLOSING = Gauge(
+    "wafaa_conversations_window_closing",
+    "Unanswered conversations whose 24-hour window closes within the hour, over every client",
+    multiprocess_mode="max",
+)
+HANDOFFS_WAITING = Gauge(
+    "wafaa_handoffs_waiting_too_long",
+    "Handoffs with no reply from a person for longer than HANDOFF_WAITING_ALERT_MINUTES",
+    multiprocess_mode="max",
+)
+DOCUMENTS_FAILED = Counter(
+    "wafaa_documents_failed_total", "Documents whose ingestion failed, by reason", ["reason"]
 )
