@@ -507,6 +507,8 @@ EMBEDDING_MODEL = env("EMBEDDING_MODEL", "text-embedding-3-small")
 EMBEDDING_DIMENSIONS = env_int("EMBEDDING_DIMENSIONS", 512)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 128)
 EMBEDDING_TIMEOUT = env_float("EMBEDDING_TIMEOUT", 30.0)
+# The reply path's question embedding: short, and no SDK retries (ai_config.get_query_embedder).
+EMBEDDING_QUERY_TIMEOUT = env_float("EMBEDDING_QUERY_TIMEOUT", 5.0)
 
 # --- channels --------------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ from wafaa.ai.embeddings import (
     EmbeddingTransientError,
     truncate_text,
 )
-from wafaa.ai_config import get_embedder
+from wafaa.ai_config import get_embedder, get_query_embedder
 from wafaa.errors import ApplicationError, PayloadTooLargeError, PlanLimitError
 from wafaa.tenancy import assert_client_schema
 
@@ -545,7 +545,7 @@ def retrieve(query: str, k: int = 5, *, embedder: Embedder | None = None) -> lis
     k = max(1, min(int(k), MAX_K))
     if not query:
         return []
-    embedder = embedder or get_embedder()
+    embedder = embedder or get_query_embedder()
     candidates = max(20, 4 * k)
 
     vector_hits: list[tuple[int, float]] = []
