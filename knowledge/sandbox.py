@@ -119,7 +119,7 @@ def _run_child(folder: Path, timeout_seconds: float, memory_mb: int) -> None:
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = "1"
     with (folder / "stderr").open("wb") as stderr:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 - our own module, a fixed argv
             [sys.executable, "-m", "knowledge.sandbox", str(folder)],
             cwd=str(ROOT),
             env=env,
