@@ -705,12 +705,23 @@ def _delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
+def _lines(text: str):
+    """The lines of `text` with their ends, one at a time: no copy of the whole text (an
+    io.StringIO would hold it again at 4 bytes per character)."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        end = size if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
 def _csv_rows(text: str):
     """The CSV's non-blank rows, one at a time (nothing is kept)."""
     text = normalize_newlines(text).lstrip("\ufeff")
-    first_line = text.split("\n", 1)[0]
+    first_line = text[: text.find("\n")] if "\n" in text else text
     try:
-        for row in csv.reader(io.StringIO(text), delimiter=_delimiter(first_line)):
+        for row in csv.reader(_lines(text), delimiter=_delimiter(first_line)):
             if any(cell.strip() for cell in row):
                 yield row
     except csv.Error as exc:

@@ -23,11 +23,11 @@ CONTENT_TYPES = (
 MIB = 1024 * 1024
 
 
-def _docx(document_xml_parts, *, level: int = 9) -> bytes:
+def _docx(document_xml_parts, *, level: int = 9, zip64: bool = False) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as archive:
         archive.writestr("[Content_Types].xml", CONTENT_TYPES)
-        with archive.open("word/document.xml", "w") as part:
+        with archive.open("word/document.xml", "w", force_zip64=zip64) as part:
             for piece in document_xml_parts:
                 part.write(piece)
     return buffer.getvalue()
@@ -45,7 +45,7 @@ def docx_bomb(inflated_bytes: int = 1024 * MIB) -> bytes:
             yield block
         yield b"<w:p><w:r><w:t>World</w:t></w:r></w:p>" + DOCUMENT_CLOSE
 
-    return _docx(parts())
+    return _docx(parts(), zip64=inflated_bytes > 2**31 - 2 * MIB)
 
 
 def docx_empty_paragraphs(paragraphs: int = 2_900_000) -> bytes:
