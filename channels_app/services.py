@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import tenant_context
@@ -23,7 +23,7 @@ from django_tenants.utils import tenant_context
 from channels_app import graph, providers, selectors
 from channels_app.models import ChannelAccount
 from wafaa import context, metrics
-from wafaa.errors import ApplicationError, NotFoundError, PayloadTooLargeError
+from wafaa.errors import ApplicationError, ConflictError, NotFoundError, PayloadTooLargeError
 
 logger = logging.getLogger(__name__)
 
@@ -290,21 +290,85 @@ def graph_client_for(account: ChannelAccount) -> graph.GraphClient:
 # --- accounts --------------------------------------------------------------------------------
 
 
+class ChannelAccessDeniedError(ApplicationError):
+    code = "channel_access_denied"
+    status_code = 400
+
+
+class ChannelVerificationUnavailableError(ApplicationError):
+    code = "graph_unavailable"
+    status_code = 503
+
+
+# The fields asked for are ones any token allowed to act for the node can read.
+_ACCESS_FIELDS = {"whatsapp": "id,display_phone_number", "instagram": "id,username"}
+
+
+def channel_account_verify_access(
+    *, kind: str, external_id: str, access_token: str, graph_api_version: str = ""
+) -> dict:
+    """Ask Meta whether `access_token` may act for `external_id` (a phone number id or an
+    Instagram account id); return what Meta answered, or raise.
+
+    This is what stops a client from squatting another business's number: only a token
+    issued for that number passes. Whether the id exists, belongs to someone else or is simply
+    not this token's, the answer is the same, so the check is not an oracle either.
+    """
+    client = graph.GraphClient(
+        base_url=settings.GRAPH_API_BASE_URL,
+        api_version=graph_api_version or settings.GRAPH_API_VERSION,
+        access_token=access_token,
+        connect_timeout=settings.GRAPH_API_CONNECT_TIMEOUT,
+        read_timeout=settings.GRAPH_API_READ_TIMEOUT,
+    )
+    try:
+        node = client.node_get(external_id, _ACCESS_FIELDS[kind])
+    except graph.GraphError as exc:
+        if exc.retryable:
+            raise ChannelVerificationUnavailableError(
+                "Meta could not be asked whether this token may use this account; try again."
+            ) from None
+        logger.info("channel access refused by Meta", extra={"kind": kind, "code": exc.code})
+        node = {}
+    if str(node.get("id", "")) != external_id:
+        raise ChannelAccessDeniedError(
+            f"Meta does not let this access token act for {kind} account {external_id}; "
+            "use a token issued for it."
+        )
+    return node
+
+
 def channel_account_create(*, client, **fields) -> ChannelAccount:
+    """Connect a channel account: the token is proved first (Meta), uniqueness only after,
+    so a caller without a token for the id learns nothing about who has connected it."""
+    channel_account_verify_access(
+        kind=fields["kind"],
+        external_id=fields["external_id"],
+        access_token=fields["access_token"],
+        graph_api_version=fields.get("graph_api_version", ""),
+    )
+    taken = ConflictError("This account is already connected.")
     if ChannelAccount.objects.filter(
         kind=fields["kind"], external_id=fields["external_id"]
     ).exists():
-        from wafaa.errors import ConflictError
-
-        raise ConflictError(
-            f"A {fields['kind']} account with id {fields['external_id']} is already connected."
-        )
-    account = ChannelAccount.objects.create(client=client, **fields)
+        raise taken
+    try:
+        with transaction.atomic():
+            account = ChannelAccount.objects.create(client=client, **fields)
+    except IntegrityError:  # connected at the same moment by another request
+        raise taken from None
     logger.info("channel account connected", extra={"account": account.pk, "kind": account.kind})
     return account
 
 
 def channel_account_update(*, account: ChannelAccount, data: dict) -> ChannelAccount:
+    if "access_token" in data:  # a new token must be good for this very account
+        channel_account_verify_access(
+            kind=account.kind,
+            external_id=account.external_id,
+            access_token=data.get("access_token", account.access_token),
+            graph_api_version=data.get("graph_api_version", account.graph_api_version),
+        )
     for name, value in data.items():
         setattr(account, name, value)
     if {"access_token", "app_secret"} & set(

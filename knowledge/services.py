@@ -41,9 +41,9 @@ from itertools import islice
 from typing import IO
 
 from django.conf import settings
-from django.contrib.postgres.search import SearchVector
-from django.db import connection, transaction
-from django.db.models import F, Value
+from django.db import connection, reset_queries, transaction
+from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from knowledge import sandbox, selectors
@@ -69,6 +69,7 @@ from wafaa.ai.embeddings import (
 from wafaa.ai_config import get_embedder
 from wafaa.errors import ApplicationError, PayloadTooLargeError, PlanLimitError
 from wafaa.tenancy import assert_client_schema
+from wafaa.text import normalize_sql
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ MAX_K = 50
 MAX_QUERY_CHARS = 1000
 
 
+# The full-text vector of one chunk's text, computed by PostgreSQL as the chunk is inserted.
+_SEARCH_VECTOR_OF_PARAM = f"to_tsvector('simple', {normalize_sql('%s')})"
 # A client's total chunks over its plan: the document fails with this code.
 CLIENT_CHUNK_LIMIT = "client_chunk_limit"
 
@@ -503,15 +506,17 @@ def _ingest_claimed(document: Document, version: int, embedder: Embedder, client
                         metadata=draft.metadata,
                         embedding=vector,
                         embedder=embedder.name,
-                        # 'simple': no stemming and no stopwords, the same for Arabic,
-                        # English and French.
-                        search_vector=SearchVector(Value(draft.text), config="simple"),
+                        # The words normalised like the query's (selectors, wafaa.text).
+                        search_vector=RawSQL(_SEARCH_VECTOR_OF_PARAM, (draft.text,)),  # noqa: S611 - constant SQL, the text is a parameter
                     )
                     for draft, vector in zip(batch, vectors, strict=True)
                 ]
             )
             done += len(batch)
             del batch, vectors
+            # With DEBUG on, Django keeps every query's SQL, here ~0.6 MB of vectors per
+            # batch: memory that would grow with the chunks.
+            reset_queries()
             if not _progress(document.pk, version, chunks_done=done):
                 # A newer run or a delete took over: what this run wrote is nobody's index.
                 Chunk.objects.filter(document_id=document.pk, version=version).delete()
