@@ -94,6 +94,9 @@ def _ingest_memory_ceiling(sender=None, **kwargs):
     consumed = set(queues.queues.consume_from or {}) if queues else set()
     if limit_mb and "ingest" in consumed and not getattr(sender, "max_memory_per_child", None):
         sender.max_memory_per_child = limit_mb * 1024  # Celery counts KiB
+        logging.getLogger("wafaa.worker").info(
+            "ingest pool processes are replaced after a task past %s MB", limit_mb
+        )
 
 
 @worker_init.connect

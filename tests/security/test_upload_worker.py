@@ -93,3 +93,5 @@ def test_hostile_documents_fail_with_their_reason_and_the_worker_goes_on(
     log = celery_worker_process.output()
     assert "WorkerLostError" not in log
     assert "MemoryError" not in log  # the ceiling is the child's, not the worker's
+    # The second line: a pool process grown past this is replaced after its task.
+    assert "ingest pool processes are replaced after a task past 1024 MB" in log
