@@ -15,6 +15,7 @@ worker gets an `ExtractionError` with a stable code and a message for the upload
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -95,6 +96,8 @@ def extract_in_child(
         (folder / "input").write_bytes(data)
         output = folder / "output.jsonl"
         _run_child(folder, timeout_seconds, memory_mb)
+        if not output.exists():
+            raise ExtractionError(EXTRACTION_CRASHED, _crashed_message())
         with output.open(encoding="utf-8") as lines:
             header = json.loads(lines.readline() or "null") or {}
             if not header.get("ok"):
@@ -113,8 +116,13 @@ def extract_in_child(
 
 
 def _run_child(folder: Path, timeout_seconds: float, memory_mb: int) -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    # Not the worker's environment: a parser exploited by a hostile file finds no database
+    # URL, key or secret there.
+    env = {
+        name: os.environ[name] for name in ("PATH", "LANG", "LC_ALL", "TZ") if name in os.environ
+    }
+    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     # One thread per native library: thread pools reserve address space under RLIMIT_AS.
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = "1"
@@ -131,13 +139,11 @@ def _run_child(folder: Path, timeout_seconds: float, memory_mb: int) -> None:
         try:
             returncode = process.wait(timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            _kill(process)
             raise _timeout(timeout_seconds) from None
         except BaseException:
             # The task's own time limit, or the worker shutting down: never leave it behind.
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            _kill(process)
             raise
     if returncode == -signal.SIGXCPU:
         raise _timeout(timeout_seconds)
@@ -148,6 +154,12 @@ def _run_child(folder: Path, timeout_seconds: float, memory_mb: int) -> None:
             EXTRACTION_CRASHED if returncode > 0 else EXTRACTION_MEMORY_LIMIT,
             _crashed_message() if returncode > 0 else _memory_message(memory_mb),
         )
+
+
+def _kill(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _drafts(lines) -> Iterator[ChunkDraft]:
@@ -228,7 +240,8 @@ def child_main(folder: Path) -> int:
         }
     except RecursionError:
         failure = {"ok": False, "code": EXTRACTION_CRASHED, "message": _crashed_message()}
-    with (folder / "output.jsonl").open("w", encoding="utf-8") as out:
+    # errors="replace": a lone surrogate from a damaged PDF must not lose the whole document.
+    with (folder / "output.jsonl").open("w", encoding="utf-8", errors="replace") as out:
         if failure is not None:
             out.write(json.dumps(failure) + "\n")
             return 0
