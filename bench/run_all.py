@@ -26,6 +26,7 @@ def main() -> int:
         ["ingest.py"] + (["--chunks", "300"] if options.quick else []),
         ["bombs.py"] + (["--repeat", "3", "--raised-rows", "0"] if options.quick else []),
         ["tenants.py", "--clients", "50" if options.quick else "1000"],
+        ["outbound.py"] + (["--calls", "100"] if options.quick else []),
     ]
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
     failed = []
