@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0002_fallback_message_per_language'),
+        ('tenants', '0003_callback_secret_and_url_guard'),
     ]
 
     operations = [
