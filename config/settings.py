@@ -409,9 +409,10 @@ KNOWLEDGE_MAX_XML_ELEMENTS = env_int("KNOWLEDGE_MAX_XML_ELEMENTS", 2_000_000)
 KNOWLEDGE_MAX_PDF_PAGES = env_int("KNOWLEDGE_MAX_PDF_PAGES", 2000)
 KNOWLEDGE_MAX_CHARACTERS = env_int("KNOWLEDGE_MAX_CHARACTERS", 10_000_000)
 # Extraction runs in a child process of the ingest worker with this address-space ceiling
-# (RLIMIT_AS) and wall-clock limit: a bomb fails its document, never the worker.
+# (RLIMIT_AS) and wall-clock limit (at most INGEST_LEASE_SECONDS - 30): a bomb fails its
+# document, never the worker.
 KNOWLEDGE_EXTRACT_MEMORY_MB = env_int("KNOWLEDGE_EXTRACT_MEMORY_MB", 512)
-KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS = env_int("KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS", 300)
+KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS = env_int("KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS", 240)
 # A prefork worker consuming the `ingest` queue replaces a pool process whose resident memory
 # passed this after a task (Celery's worker_max_memory_per_child); 0: never. A command-line
 # --max-memory-per-child wins.

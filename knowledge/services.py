@@ -470,7 +470,9 @@ def _ingest_claimed(document: Document, version: int, embedder: Embedder, client
         overlap_tokens=settings.KNOWLEDGE_CHUNK_OVERLAP,
         max_chunks=client.max_chunks_per_document,
         memory_mb=settings.KNOWLEDGE_EXTRACT_MEMORY_MB,
-        timeout_seconds=settings.KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS,
+        # No progress is written while the child works: it must end well within the lease,
+        # or a duplicate delivery would take the document over meanwhile.
+        timeout_seconds=min(settings.KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS, INGEST_LEASE_SECONDS - 30),
     ) as extracted:
         del content
         total = extracted.chunks_total
