@@ -115,9 +115,9 @@ def extract_in_child(
             )
 
 
-def _run_child(folder: Path, timeout_seconds: float, memory_mb: int) -> None:
-    # Not the worker's environment: a parser exploited by a hostile file finds no database
-    # URL, key or secret there.
+def child_environment() -> dict[str, str]:
+    """Not the worker's environment: a parser exploited by a hostile file finds no database
+    URL, key or secret there."""
     env = {
         name: os.environ[name] for name in ("PATH", "LANG", "LC_ALL", "TZ") if name in os.environ
     }
@@ -126,6 +126,11 @@ def _run_child(folder: Path, timeout_seconds: float, memory_mb: int) -> None:
     # One thread per native library: thread pools reserve address space under RLIMIT_AS.
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = "1"
+    return env
+
+
+def _run_child(folder: Path, timeout_seconds: float, memory_mb: int) -> None:
+    env = child_environment()
     with (folder / "stderr").open("wb") as stderr:
         process = subprocess.Popen(  # noqa: S603 - our own module, a fixed argv
             [sys.executable, "-m", "knowledge.sandbox", str(folder)],

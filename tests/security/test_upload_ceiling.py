@@ -17,7 +17,7 @@ import io
 import psutil
 import pytest
 
-from knowledge import services
+from knowledge import sandbox, services
 from knowledge.extraction import TOO_LARGE_UNCOMPRESSED, ExtractionError, Limits, _LimitedReader
 from knowledge.models import Chunk, Document
 from tests.security import crafted
@@ -126,3 +126,11 @@ def test_inflated_bytes_are_counted_whatever_the_header_says():
     with pytest.raises(ExtractionError) as caught:
         reader.read(600)
     assert caught.value.code == TOO_LARGE_UNCOMPRESSED
+
+
+def test_the_extraction_child_gets_no_secret_of_the_worker(monkeypatch):
+    for name in ("DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY", "SECRET_KEY"):
+        monkeypatch.setenv(name, "secret-value-of-the-worker")
+    env = sandbox.child_environment()
+    assert "secret-value-of-the-worker" not in env.values()
+    assert env["PYTHONPATH"] and env["OPENBLAS_NUM_THREADS"] == "1"
