@@ -13,7 +13,7 @@ In a dedicated client (`bench-bombs`, development database), with an admin API k
    raised, `--raised-rows`: peak RSS of the pool process that runs the task and of the
    extraction child (sampled every 50 ms), time and outcome. Flat memory: the pool process's
    peak does not grow with the number of chunks.
-Prints the figures and writes bench/results/bombs.json.
+Prints the figures and writes bench/results/bombs.json (bombs_local.json with the local model).
 """
 
 from __future__ import annotations
@@ -265,7 +265,7 @@ def main() -> int:
         Document.objects.all().delete()
         connection.set_schema_to_public()
     write_results(
-        "bombs",
+        "bombs" if args.embedder == "hashing" else f"bombs_{args.embedder}",
         {
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "embedder": args.embedder,
