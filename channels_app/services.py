@@ -225,6 +225,7 @@ def _account_seen(account: ChannelAccount) -> None:
 
 
 def _store_for_account(account: ChannelAccount, parsed, result: WebhookResult) -> None:
+    from conversations import kinds as conversation_kinds
     from conversations import services as conversation_services
     from conversations.tasks import handle_inbound_task
 
@@ -236,7 +237,7 @@ def _store_for_account(account: ChannelAccount, parsed, result: WebhookResult) -
             # A lone message keeps the request's trace id, so a caller's X-Trace-ID carries on.
             trace_id = request_trace if single and request_trace else context.new_id()
             with context.bound(trace_id=trace_id):
-                message, created = conversation_services.message_receive(
+                message, created = conversation_kinds.inbound_receive(
                     account=account, inbound=inbound
                 )
             if created:

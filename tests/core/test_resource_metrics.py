@@ -136,22 +136,20 @@ def test_the_shipped_prometheus_config_scrapes_web_and_worker():
 
 
 def test_worker_and_beat_heartbeats_are_read_from_redis_at_each_scrape(client, redis_client):
-    """Exported by the web itself, so the figure grows old when every worker is down."""
+    """Exported by the web itself, so the figures exist, and grow old, when every worker is
+    down. (The suite's own worker may beat meanwhile: it can only make them newer.)"""
     import time
 
     from wafaa import heartbeat
 
-    redis_client.delete(heartbeat.KEY, heartbeat.BEAT_KEY)
-    body = client.get("/metrics").content.decode()
-    assert "wafaa_worker_last_heartbeat_timestamp" not in body  # absent: the alert says so
-    assert re.search(r"^wafaa_workers_live 0\.0$", body, re.M)
-
-    stale = time.time() - 300
-    redis_client.zadd(heartbeat.KEY, {"replies@old-host": stale})
+    written = time.time()
+    redis_client.zadd(heartbeat.KEY, {"replies@old-host": written - 300})
     heartbeat.beat(redis_client, "replies@host-a")
     heartbeat.beat_scheduler(redis_client, 1_700_000_000.0)
     body = client.get("/metrics").content.decode()
     newest = float(re.search(r"^wafaa_worker_last_heartbeat_timestamp (\S+)$", body, re.M)[1])
-    assert time.time() - newest < 10
-    assert re.search(r"^wafaa_workers_live 1\.0$", body, re.M)
+    assert newest >= written - 1  # ours, or a newer one; never the old host's
+    live = float(re.search(r"^wafaa_workers_live (\S+)$", body, re.M)[1])
+    assert 1 <= live == len(heartbeat.live_workers(redis_client))
     assert re.search(r"^wafaa_beat_last_tick_timestamp 1\.7e\+09$", body, re.M)
+    redis_client.zrem(heartbeat.KEY, "replies@old-host", "replies@host-a")
