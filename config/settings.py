@@ -353,6 +353,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "queue-depth": {"task": "wafaa.queue_depth_sample_task", "schedule": 15},
     "resources": {"task": "wafaa.resources_sample_task", "schedule": 30},
+    "customer-waits": {"task": "conversations.tasks.customer_waits_sample_task", "schedule": 60},
     "ingest-sweep": {
         "task": "conversations.tasks.fan_out_to_clients_task",
         "schedule": 300,
@@ -431,6 +432,7 @@ INGEST_WORKER_MAX_MEMORY_PER_CHILD_MB = env_int("INGEST_WORKER_MAX_MEMORY_PER_CH
 REPLY_QUIET_PERIOD_SECONDS = env_float("REPLY_QUIET_PERIOD_SECONDS", 2.0)
 CONTEXT_MESSAGES = env_int("CONTEXT_MESSAGES", 12)
 CONTEXT_CACHE_SECONDS = env_int("CONTEXT_CACHE_SECONDS", 3600)
+HANDOFF_WAITING_ALERT_MINUTES = env_int("HANDOFF_WAITING_ALERT_MINUTES", 30)
 HANDOFF_IDLE_MINUTES = env_int("HANDOFF_IDLE_MINUTES", 240)
 SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 180)
 MAX_INBOUND_TEXT_CHARS = env_int("MAX_INBOUND_TEXT_CHARS", 4000)

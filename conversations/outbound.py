@@ -149,6 +149,7 @@ def message_send_fail(message, reason: str, detail: str) -> str:
         updated_at=timezone.now(),
     )
     logger.warning("message not sent", extra={"message_id": str(message.pk), "reason": reason})
+    metrics.SENDS_FAILED.labels(channel=message.conversation.channel, reason=reason[:64]).inc()
     notifications.notify(
         conversation=message.conversation,
         event="delivery_failed",

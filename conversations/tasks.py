@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 
 from channels_app import graph
-from conversations import handoff, notifications, outbound, pipeline, sweeper
+from conversations import handoff, monitoring, notifications, outbound, pipeline, sweeper
 from wafaa.tasks import ClientTask, WafaaTask
 
 
@@ -134,3 +134,9 @@ def legacy_message_send_task(self, message_id):
 @shared_task(base=ClientTask, name="channels_app.tasks.message_mark_read_task")
 def legacy_message_mark_read_task(message_id):
     outbound.message_mark_read(message_id=message_id)
+
+
+@shared_task(base=WafaaTask, name="conversations.tasks.customer_waits_sample_task")
+def customer_waits_sample_task():
+    """Beat: what customers wait for, over every client, into the gauges alerts read."""
+    return monitoring.customer_waits_sample()

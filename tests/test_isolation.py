@@ -137,6 +137,8 @@ CLIENT_SCOPED_ENDPOINTS = [
     Row("GET", "channels/{channel_id}", make_channel),
     Row("PATCH", "channels/{channel_id}", make_channel, body={"name": "renamed"}),
     Row("DELETE", "channels/{channel_id}", make_channel, 204),
+    # 200 with access "unavailable": the test settings point the Graph API at a closed port.
+    Row("POST", "channels/{channel_id}/check", make_channel),
     # 409: the channel has no business_account_id, so Meta is not asked (no Graph call here).
     Row("GET", "channels/{channel_id}/templates", make_channel, 409),
     # conversations
