@@ -9,7 +9,15 @@ from celery import shared_task
 from django.conf import settings
 
 from channels_app import graph
-from conversations import handoff, monitoring, notifications, outbound, pipeline, sweeper
+from conversations import (
+    evaluation,
+    handoff,
+    monitoring,
+    notifications,
+    outbound,
+    pipeline,
+    sweeper,
+)
 from wafaa.tasks import ClientTask, WafaaTask
 
 
@@ -140,3 +148,14 @@ def legacy_message_mark_read_task(message_id):
 def customer_waits_sample_task():
     """Beat: what customers wait for, over every client, into the gauges alerts read."""
     return monitoring.customer_waits_sample()
+
+
+@shared_task(
+    base=ClientTask,
+    name="conversations.tasks.answer_evaluation_run_task",
+    soft_time_limit=30 * 60,
+    time_limit=31 * 60,
+)
+def answer_evaluation_run_task(evaluation_id):
+    """Run a stored answer evaluation (queue `default`: long, not a customer's reply)."""
+    return evaluation.evaluation_run(evaluation_id=evaluation_id)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0003_callback_secret_and_url_guard'),
+        ('tenants', '0005_calibrated_confidence_threshold'),
     ]
 
     operations = [
