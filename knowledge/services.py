@@ -353,6 +353,7 @@ def _fail(document_id, version: int | None, message: str, code: str = "") -> Non
         status=Document.Status.FAILED, error=message, error_code=code, updated_at=timezone.now()
     )
     if updated:
+        metrics.DOCUMENTS_FAILED.labels(reason=code or "error").inc()
         # Chunks a run wrote before failing are not the index; drop them.
         indexed = Document.objects.filter(pk=document_id).values_list("indexed_version")
         Chunk.objects.filter(document_id=document_id).exclude(version__in=indexed).delete()

@@ -123,8 +123,13 @@ def test_pdfs_that_need_opening_to_judge_fail_in_ingestion_with_their_code(
     in_tenant_a, name, code, words
 ):
     # Opening a PDF is parsing: the web request only checks its magic bytes.
+    from wafaa import metrics
+
+    failures = metrics.DOCUMENTS_FAILED.labels(reason=code)
+    before = failures._value.get()
     document = upload(in_tenant_a, (FIXTURES / name).read_bytes(), name)
     assert services.document_ingest(document=document) == "failed"
+    assert failures._value.get() == before + 1  # alert WafaaIngestionFailures reads it
     document.refresh_from_db()
     assert document.status == Document.Status.FAILED
     assert document.error_code == code
