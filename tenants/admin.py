@@ -67,6 +67,8 @@ class ClientAdmin(admin.ModelAdmin):
                     "max_documents",
                     "max_upload_bytes",
                     "llm_concurrency",
+                    "max_chunks_per_document",
+                    "max_chunks",
                 ]
             },
         ),

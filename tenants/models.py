@@ -81,6 +81,10 @@ class Client(TenantMixin, TimeStampedModel):
     # the client's own line (conversations/fairness.py), so one client's burst never takes
     # the whole reply worker.
     llm_concurrency = models.PositiveIntegerField(default=20)
+    # Chunks indexed from one document (a CSV row is one chunk) and in all documents: they
+    # bound ingestion's time and the worker's memory, and the index's size.
+    max_chunks_per_document = models.PositiveIntegerField(default=10_000)
+    max_chunks = models.PositiveIntegerField(default=100_000)
 
     # The bot's settings.
     bot_name = models.CharField(max_length=80, default="Wafaa")

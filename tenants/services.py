@@ -49,6 +49,8 @@ STAFF_ONLY_FIELDS = {
     "max_documents",
     "max_upload_bytes",
     "llm_concurrency",
+    "max_chunks_per_document",
+    "max_chunks",
 }
 
 

@@ -79,6 +79,8 @@ class ClientOutputSerializer(serializers.ModelSerializer):
             "max_documents",
             "max_upload_bytes",
             "llm_concurrency",
+            "max_chunks_per_document",
+            "max_chunks",
             "bot_name",
             "persona",
             "languages",
@@ -102,6 +104,8 @@ class ClientCreateInputSerializer(StrictInputSerializer):
     max_documents = serializers.IntegerField(min_value=0, required=False)
     max_upload_bytes = serializers.IntegerField(min_value=1, required=False)
     llm_concurrency = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+    max_chunks_per_document = serializers.IntegerField(min_value=1, required=False)
+    max_chunks = serializers.IntegerField(min_value=0, required=False)
     bot_name = serializers.CharField(max_length=80, required=False)
     persona = serializers.CharField(required=False, allow_blank=True)
     languages = serializers.ListField(child=serializers.CharField(max_length=10), required=False)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0005_calibrated_confidence_threshold'),
+        ('tenants', '0006_client_chunk_limits'),
     ]
 
     operations = [
