@@ -306,6 +306,11 @@ class Workers:
     def output(self) -> str:
         return self.replies.output() + self.rest.output()
 
+    @property
+    def proc(self):
+        """The process of the worker that runs ingestion (tests that watch that worker)."""
+        return self.rest.proc
+
     def stop(self, sig=signal.SIGTERM, timeout: float = 20):
         self.replies.stop(sig, timeout)
         self.rest.stop(sig, timeout)
