@@ -79,7 +79,12 @@ def _send_parts(message, account: ChannelAccount) -> str:
     limit = graph.WHATSAPP_TEXT_LIMIT
     max_bytes = graph.INSTAGRAM_TEXT_MAX_BYTES if account.kind == "instagram" else None
     parts = graph.split_text(message.text, limit, max_bytes=max_bytes) or [message.text]
-    part_ids: list[str] = list(message.raw.get("part_ids", []))
+    part_ids: list[str] = _parts_sent(message)
+    if part_ids and message.raw.get("part_ids") != part_ids:
+        # Parts the last attempt sent but could not record: record them now.
+        message.raw = {**message.raw, "part_ids": part_ids}
+        message.external_id = part_ids[0]
+        message.save(update_fields=["raw", "external_id", "updated_at"])
     client = graph_client_for(account)
     for index in range(len(part_ids), len(parts)):
         wait = pace(account=account, recipient=recipient)
@@ -100,7 +105,9 @@ def _send_parts(message, account: ChannelAccount) -> str:
         except graph.GraphError as exc:
             return _send_error(message, account, exc)
         part_ids.append(graph_id)
-        # Recorded after each part, so a retry continues where it stopped and never resends.
+        # Recorded after each part, so a retry continues where it stopped and never resends:
+        # in Redis first (the database may be what just failed), then on the message.
+        _part_remember(message, index, graph_id)
         message.raw = {**message.raw, "part_ids": part_ids}
         if index == 0:
             message.external_id = graph_id
@@ -113,6 +120,36 @@ def _send_parts(message, account: ChannelAccount) -> str:
     metrics.count_client_message(account.client.slug, "out")
     logger.info("message sent", extra={"message_id": str(message.pk), "parts": len(parts)})
     return Message.Status.SENT
+
+
+def _parts_key(message) -> str:
+    # The creation time too: a schema dropped and made again restarts its ids.
+    created = int(message.created_at.timestamp() * 1000)
+    return f"wafaa:sent-parts:{connection.schema_name}:{message.pk}:{created}"
+
+
+def _parts_sent(message) -> list[str]:
+    """Graph ids of the parts already sent: the message's record, or Redis's when the last
+    attempt sent a part but could not record it in the database (connection lost)."""
+    recorded = list(message.raw.get("part_ids", []))
+    try:
+        remembered = get_redis().hgetall(_parts_key(message))
+    except Exception:  # Redis down: the database record is all we have
+        logger.warning("could not read remembered parts", extra={"message_id": str(message.pk)})
+        return recorded
+    while (graph_id := remembered.get(str(len(recorded)))) is not None:
+        recorded.append(graph_id)
+    return recorded
+
+
+def _part_remember(message, index: int, graph_id: str) -> None:
+    try:
+        pipe = get_redis().pipeline()
+        pipe.hset(_parts_key(message), str(index), graph_id)
+        pipe.expire(_parts_key(message), 7 * 24 * 3600)
+        pipe.execute()
+    except Exception:  # the database record follows at once; Redis is the second copy
+        logger.warning("could not remember a sent part", extra={"message_id": str(message.pk)})
 
 
 def _send_error(message, account: ChannelAccount, exc: graph.GraphError) -> str:

@@ -33,6 +33,16 @@ def django_db_setup(django_db_setup, django_db_blocker):
     # The tests' own Redis database starts empty: no task or lock left by an earlier run
     # (for a client that no longer exists) may reach this run's worker.
     assert settings.TESTING, "tests must run with the test settings (config.settings_test)"
+    from django.db import connection
+
+    if not connection.settings_dict["NAME"].startswith("test_"):
+        # pytest-django sets up the test database only when a selected test asks for `db`;
+        # a run of only live-worker tests (`live`, `committed_client`) must not fall through
+        # to the development database.
+        from django.test.utils import setup_databases
+
+        with django_db_blocker.unblock():
+            setup_databases(verbosity=0, interactive=False, keepdb=True, aliases={"default"})
     from wafaa.redis import get_redis
 
     get_redis().flushdb()
@@ -109,7 +119,7 @@ def redis_client():
 
 
 @pytest.fixture
-def committed_client(django_db_blocker):
+def committed_client(django_db_setup, django_db_blocker):
     """A client whose rows are really committed (visible to a worker process); dropped after."""
     from django.db import connection
 
@@ -286,7 +296,7 @@ def celery_worker_process(worker_env, tmp_path_factory, django_db_blocker):
 
 
 @pytest.fixture
-def live(django_db_blocker):
+def live(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         yield
 

@@ -179,3 +179,16 @@ def test_instagram_replies_go_to_the_instagram_send_api(in_tenant_a, fake_graph,
     }
     message.refresh_from_db()
     assert message.external_id.startswith("mid.")
+
+
+def test_a_part_sent_but_not_recorded_is_not_sent_again(queued, fake_graph):
+    # The database connection died between Meta's answer and our write: the retry finds the
+    # part in Redis and does not send it twice.
+    message = queued()
+    assert outbound.message_send(message_id=message.pk) == "sent"
+    first_id = Message.objects.get(pk=message.pk).external_id
+    Message.objects.filter(pk=message.pk).update(status="queued", raw={}, external_id="")
+    assert outbound.message_send(message_id=message.pk) == "sent"
+    assert len(fake_graph.message_sends()) == 1
+    message.refresh_from_db()
+    assert message.external_id == first_id and message.raw["part_ids"] == [first_id]
