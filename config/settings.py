@@ -277,8 +277,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Keep database connections across tasks (Celery closes them after every task otherwise);
-# Django still drops them after DB_CONN_MAX_AGE or when unusable.
+# Keep database connections across tasks (Celery closes them after every task otherwise).
+# Before each task the worker checks them as Django does per request (config.celery:
+# close_if_unusable_or_obsolete, then CONN_HEALTH_CHECKS pings a reused connection), so one
+# left dead by a PostgreSQL restart is replaced, and dropped after DB_CONN_MAX_AGE anyway.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # tenant-schemas-celery looks the task's client up by schema; a few seconds of cache saves a
 # query per task. A change to a client's bot settings reaches the workers within that time.
