@@ -25,6 +25,10 @@ from tenant_schemas_celery.app import CeleryApp, switch_schema
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+from wafaa import kombu_patch
+
+kombu_patch.install()
+
 app = CeleryApp("wafaa", task_cls="wafaa.tasks:WafaaTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
