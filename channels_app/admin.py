@@ -3,7 +3,9 @@
 from django import forms
 from django.contrib import admin
 
+from channels_app import services
 from channels_app.models import ChannelAccount
+from wafaa.errors import ApplicationError
 
 
 class ChannelAccountForm(forms.ModelForm):
@@ -42,7 +44,29 @@ class ChannelAccountForm(forms.ModelForm):
                     cleaned[name] = getattr(self.instance, name)
                 else:
                     self.add_error(name, "Required for a new account.")
+        self._verify_access(cleaned)
         return cleaned
+
+    def _verify_access(self, cleaned) -> None:
+        """A new account, another id or a new token: Meta must accept the token for the id
+        (the same check as the API), so staff cannot connect a number by mistake either."""
+        fields = ("kind", "external_id", "access_token")
+        if self.errors or not all(cleaned.get(name) for name in fields):
+            return
+        if self.instance.pk and not (
+            {"kind", "external_id"} & set(self.changed_data)
+            or cleaned["access_token"] != self.instance.access_token
+        ):
+            return
+        try:
+            services.channel_account_verify_access(
+                kind=cleaned["kind"],
+                external_id=cleaned["external_id"],
+                access_token=cleaned["access_token"],
+                graph_api_version=cleaned.get("graph_api_version") or "",
+            )
+        except ApplicationError as exc:
+            self.add_error("access_token", exc.message)
 
 
 @admin.register(ChannelAccount)

@@ -236,6 +236,16 @@ class GraphClient:
             return message_id
         raise GraphInvalidResponseError("send succeeded without a message id", status_code=200)
 
+    # -- Accounts --
+
+    def node_get(self, node_id: str, fields: str) -> dict[str, Any]:
+        """A Graph node (phone number id, Instagram account id) as this token sees it.
+
+        Meta answers only when the token may act for that node; otherwise code 100/33
+        ("does not exist, cannot be loaded due to missing permissions") or an auth error.
+        """
+        return self._request("GET", f"{node_id}?fields={fields}")
+
     # -- Media --
 
     def get_media_url(self, media_id: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import tenant_context
@@ -23,7 +23,7 @@ from django_tenants.utils import tenant_context
 from channels_app import graph, providers, selectors
 from channels_app.models import ChannelAccount
 from wafaa import context, metrics
-from wafaa.errors import ApplicationError, NotFoundError, PayloadTooLargeError
+from wafaa.errors import ApplicationError, ConflictError, NotFoundError, PayloadTooLargeError
 
 logger = logging.getLogger(__name__)
 
@@ -73,22 +73,62 @@ def webhook_verify(*, kind: str, slug: str | None, mode: str, token: str, challe
 # --- POST ------------------------------------------------------------------------------------
 
 
-def _check_signature(
+def _verified_accounts(
     raw_body: bytes, signature: str | None, accounts: list[ChannelAccount]
-) -> bool:
-    secrets = {a.app_secret for a in accounts if a.app_secret}
-    if settings.META_APP_SECRET:
-        secrets.add(settings.META_APP_SECRET)
-    ok = False
-    for secret in secrets:
-        ok |= providers.verify_signature(raw_body, signature, secret)
-    return ok
+) -> list[ChannelAccount]:
+    """The accounts among `accounts` whose own app secret signed `raw_body`.
+
+    A client's secret proves only that client's accounts: on its per-slug URL a body signed
+    with it is processed only for entries of the accounts that secret belongs to. The platform's
+    META_APP_SECRET (held by Meta and us only) proves every account of the slug."""
+    if settings.META_APP_SECRET and providers.verify_signature(
+        raw_body, signature, settings.META_APP_SECRET
+    ):
+        return list(accounts)
+    verdicts: dict[str, bool] = {}
+    for account in accounts:  # each distinct secret is checked once, in constant time
+        secret = account.app_secret
+        if secret and secret not in verdicts:
+            verdicts[secret] = providers.verify_signature(raw_body, signature, secret)
+    return [a for a in accounts if a.app_secret and verdicts.get(a.app_secret)]
 
 
-def webhook_receive(
+def _decode(kind: str, raw_body: bytes) -> dict:
+    """The JSON object of a verified body; 400 for anything else (never a 500: a body nested
+    thousands deep raises RecursionError in the decoder)."""
+    try:
+        payload = json.loads(raw_body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        payload = None
+    if not isinstance(payload, dict):
+        metrics.WEBHOOK_EVENTS.labels(channel=kind, result="malformed").inc()
+        raise WebhookMalformedError("The webhook body is not a JSON object.")
+    return payload
+
+
+@dataclass
+class VerifiedWebhook:
+    """A POST whose signature checked out: its decoded body and the accounts it may act for."""
+
+    kind: str
+    payload: dict
+    accounts: list[ChannelAccount]
+
+
+def webhook_authenticate(
     *, kind: str, slug: str | None, raw_body: bytes, signature: str | None
-) -> WebhookResult:
-    """Handle one webhook POST: verify, parse every entry, store per client, enqueue on commit."""
+) -> VerifiedWebhook:
+    """Check a webhook POST before anything is parsed or stored.
+
+    - per-slug URL (`/webhook/<kind>/<slug>`): the slug's accounts; the body must be signed by
+      one of their own secrets (or the platform's), and only the accounts whose secret signed
+      it are verified;
+    - app-level URL (`/webhook/<kind>/`): one Meta app for many clients, so only the platform's
+      META_APP_SECRET is accepted, and the URL is refused outright when it is unset. A client's
+      secret never proves anything here: with it, client B could deliver into A's schema.
+
+    The signature is checked on the raw bytes before the body is decoded.
+    """
     if len(raw_body) > settings.WEBHOOK_MAX_BODY_BYTES:
         metrics.WEBHOOK_EVENTS.labels(channel=kind, result="too_large").inc()
         raise PayloadTooLargeError(
@@ -99,30 +139,40 @@ def webhook_receive(
         if not accounts:
             metrics.WEBHOOK_EVENTS.labels(channel=kind, result="unknown_account").inc()
             raise NotFoundError(f"No {kind} channel account for '{slug}'.")
-    try:
-        payload = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError):
-        payload = None
-    if slug is None:
-        ids = _payload_account_ids(kind, payload)
-        accounts = selectors.channel_account_route_all_tenants(kind=kind, external_ids=ids)
-        if not accounts and not settings.META_APP_SECRET:
-            # Nothing we know: we cannot check the signature, store nothing, answer 200.
-            metrics.WEBHOOK_EVENTS.labels(channel=kind, result="unknown_account").inc()
-            logger.warning("webhook for unknown accounts", extra={"accounts": ids})
-            return WebhookResult(unknown_accounts=ids)
-    if not _check_signature(raw_body, signature, accounts):
+        verified = _verified_accounts(raw_body, signature, accounts)
+        signed = bool(verified)
+    else:
+        # verify_signature refuses an empty secret: no platform secret, no app-level URL.
+        signed = providers.verify_signature(raw_body, signature, settings.META_APP_SECRET)
+    if not signed:
         metrics.WEBHOOK_EVENTS.labels(channel=kind, result="bad_signature").inc()
         logger.warning(
             "webhook signature missing or wrong",
             extra={"channel": kind, "slug": slug, "has_signature": bool(signature)},
         )
+        if slug is None and not settings.META_APP_SECRET:
+            raise WebhookSignatureError(
+                "The app-level webhook URL is not configured (no platform app secret); "
+                "use the per-client URL."
+            )
         raise WebhookSignatureError("X-Hub-Signature-256 is missing or does not match.")
-    if not isinstance(payload, dict):
-        metrics.WEBHOOK_EVENTS.labels(channel=kind, result="malformed").inc()
-        raise WebhookMalformedError("The webhook body is not a JSON object.")
+    payload = _decode(kind, raw_body)
+    if slug is None:
+        ids = _payload_account_ids(kind, payload)
+        verified = selectors.channel_account_route_all_tenants(kind=kind, external_ids=ids)
+    return VerifiedWebhook(kind=kind, payload=payload, accounts=verified)
 
-    parsed = providers.parse(kind, payload)
+
+def webhook_receive(
+    *, kind: str, slug: str | None, raw_body: bytes, signature: str | None
+) -> WebhookResult:
+    """Handle one webhook POST: verify, parse every entry, store per client, enqueue on commit.
+
+    Entries of accounts that did not verify are never processed: not stored, not answered,
+    no status applied."""
+    verified = webhook_authenticate(kind=kind, slug=slug, raw_body=raw_body, signature=signature)
+    accounts = verified.accounts
+    parsed = providers.parse(kind, verified.payload)
     result = WebhookResult(errors=list(parsed.errors))
     if parsed.errors:
         metrics.WEBHOOK_EVENTS.labels(channel=kind, result="malformed").inc(len(parsed.errors))
@@ -133,7 +183,10 @@ def webhook_receive(
         if account is None:
             result.unknown_accounts.append(external_id)
             metrics.WEBHOOK_EVENTS.labels(channel=kind, result="unknown_account").inc()
-            logger.warning("webhook entry for an unknown account", extra={"account": external_id})
+            logger.warning(
+                "webhook entry for an account this signature does not prove: not processed",
+                extra={"account": external_id},
+            )
             continue
         _account_seen(account)
         if not account.can_receive or not account.client.is_active:
@@ -153,8 +206,11 @@ def _payload_account_ids(kind: str, payload) -> list[str]:
         return []
     if kind == "whatsapp":
         return providers.whatsapp.account_ids(payload)
+    entries = payload.get("entry")
     return [
-        str(e.get("id")) for e in payload.get("entry") or [] if isinstance(e, dict) and e.get("id")
+        str(e.get("id"))
+        for e in (entries if isinstance(entries, list) else [])
+        if isinstance(e, dict) and e.get("id")
     ]
 
 
@@ -234,21 +290,85 @@ def graph_client_for(account: ChannelAccount) -> graph.GraphClient:
 # --- accounts --------------------------------------------------------------------------------
 
 
+class ChannelAccessDeniedError(ApplicationError):
+    code = "channel_access_denied"
+    status_code = 400
+
+
+class ChannelVerificationUnavailableError(ApplicationError):
+    code = "graph_unavailable"
+    status_code = 503
+
+
+# The fields asked for are ones any token allowed to act for the node can read.
+_ACCESS_FIELDS = {"whatsapp": "id,display_phone_number", "instagram": "id,username"}
+
+
+def channel_account_verify_access(
+    *, kind: str, external_id: str, access_token: str, graph_api_version: str = ""
+) -> dict:
+    """Ask Meta whether `access_token` may act for `external_id` (a phone number id or an
+    Instagram account id); return what Meta answered, or raise.
+
+    This is what stops a client from squatting another business's number: only a token
+    issued for that number passes. Whether the id exists, belongs to someone else or is simply
+    not this token's, the answer is the same, so the check is not an oracle either.
+    """
+    client = graph.GraphClient(
+        base_url=settings.GRAPH_API_BASE_URL,
+        api_version=graph_api_version or settings.GRAPH_API_VERSION,
+        access_token=access_token,
+        connect_timeout=settings.GRAPH_API_CONNECT_TIMEOUT,
+        read_timeout=settings.GRAPH_API_READ_TIMEOUT,
+    )
+    try:
+        node = client.node_get(external_id, _ACCESS_FIELDS[kind])
+    except graph.GraphError as exc:
+        if exc.retryable:
+            raise ChannelVerificationUnavailableError(
+                "Meta could not be asked whether this token may use this account; try again."
+            ) from None
+        logger.info("channel access refused by Meta", extra={"kind": kind, "code": exc.code})
+        node = {}
+    if str(node.get("id", "")) != external_id:
+        raise ChannelAccessDeniedError(
+            f"Meta does not let this access token act for {kind} account {external_id}; "
+            "use a token issued for it."
+        )
+    return node
+
+
 def channel_account_create(*, client, **fields) -> ChannelAccount:
+    """Connect a channel account: the token is proved first (Meta), uniqueness only after,
+    so a caller without a token for the id learns nothing about who has connected it."""
+    channel_account_verify_access(
+        kind=fields["kind"],
+        external_id=fields["external_id"],
+        access_token=fields["access_token"],
+        graph_api_version=fields.get("graph_api_version", ""),
+    )
+    taken = ConflictError("This account is already connected.")
     if ChannelAccount.objects.filter(
         kind=fields["kind"], external_id=fields["external_id"]
     ).exists():
-        from wafaa.errors import ConflictError
-
-        raise ConflictError(
-            f"A {fields['kind']} account with id {fields['external_id']} is already connected."
-        )
-    account = ChannelAccount.objects.create(client=client, **fields)
+        raise taken
+    try:
+        with transaction.atomic():
+            account = ChannelAccount.objects.create(client=client, **fields)
+    except IntegrityError:  # connected at the same moment by another request
+        raise taken from None
     logger.info("channel account connected", extra={"account": account.pk, "kind": account.kind})
     return account
 
 
 def channel_account_update(*, account: ChannelAccount, data: dict) -> ChannelAccount:
+    if "access_token" in data:  # a new token must be good for this very account
+        channel_account_verify_access(
+            kind=account.kind,
+            external_id=account.external_id,
+            access_token=data.get("access_token", account.access_token),
+            graph_api_version=data.get("graph_api_version", account.graph_api_version),
+        )
     for name, value in data.items():
         setattr(account, name, value)
     if {"access_token", "app_secret"} & set(

@@ -80,6 +80,14 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed copies made by collectstatic (the Dockerfile runs it); no manifest, so a
+    # development server or a test never needs collectstatic first.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Development and tests serve straight from the apps' static folders (no collectstatic).
+WHITENOISE_USE_FINDERS = DEBUG
 
 # --- apps and tenancy ------------------------------------------------------------------------
 
@@ -127,6 +135,9 @@ MIDDLEWARE = [
     "wafaa.middleware.RequestContextMiddleware",
     "wafaa.middleware.PublicSchemaMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin CSS, API docs assets) from the app itself, in every mode: gunicorn
+    # serves none, and a deployment needs no separate file server for them.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -323,6 +334,8 @@ CELERY_TASK_ROUTES = {
     "conversations.tasks.media_fetch_task": {"queue": "default"},
     "knowledge.*": {"queue": "ingest"},
 }
+# Beat writes a heartbeat on each tick (its container's health check reads it).
+CELERY_BEAT_SCHEDULER = "wafaa.beat:HeartbeatScheduler"
 CELERY_BEAT_SCHEDULE = {
     "inbound-sweep": {
         "task": "conversations.tasks.fan_out_to_clients_task",
@@ -339,6 +352,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 600,
     },
     "queue-depth": {"task": "wafaa.queue_depth_sample_task", "schedule": 15},
+    "resources": {"task": "wafaa.resources_sample_task", "schedule": 30},
     "ingest-sweep": {
         "task": "conversations.tasks.fan_out_to_clients_task",
         "schedule": 300,

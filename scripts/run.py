@@ -35,6 +35,9 @@ def main() -> int:
     shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     env["PROMETHEUS_WIPE_ON_START"] = "false"
+    # Static files are served from the apps in development (whitenoise); an empty STATIC_ROOT
+    # only keeps whitenoise from warning that it is missing.
+    (ROOT / "staticfiles").mkdir(exist_ok=True)
     bin_dir = Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     python = sys.executable

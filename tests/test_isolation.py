@@ -182,6 +182,12 @@ def clean_api_state(redis_client):
     reset_api_state(redis_client)
 
 
+@pytest.fixture(autouse=True)
+def graph_accepts_the_callers_channel(fake_graph):
+    """Connecting a channel asks Meta whether the token may use the id (the fake answers)."""
+    fake_graph.add_account("198765432109876", "EAAcallers-token-0001")
+
+
 def caller(name: str, tenant_a, tenant_b):
     if name == "owner_a":
         user = MembershipFactory(client=tenant_a, role=Membership.Role.OWNER).user

@@ -41,6 +41,33 @@ def decrypt(token: str) -> str:
         ) from exc
 
 
+def rotate(token: str) -> str:
+    """The same secret re-encrypted under the first key (MultiFernet.rotate keeps its time)."""
+    try:
+        return _fernet().rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise ImproperlyConfigured(
+            "A stored secret cannot be decrypted with any key of FIELD_ENCRYPTION_KEYS"
+        ) from exc
+
+
+def is_current(token: str) -> bool:
+    """Whether a stored secret is encrypted under the first (current) key."""
+    keys = list(settings.FIELD_ENCRYPTION_KEYS)
+    if len(keys) <= 1:
+        return True
+    try:
+        Fernet(keys[0].encode()).decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True
+
+
+def reset_cache() -> None:
+    """Forget the keys read from settings (tests and key rotation in one process)."""
+    _fernet.cache_clear()
+
+
 class EncryptedTextField(models.TextField):
     """A text field stored encrypted; Python code sees plain text."""
 

@@ -96,25 +96,17 @@ def own_checks(*, database_dsn: dict, broker_url: str, timeout: float = 2.0) -> 
     return checks
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m wafaa.heartbeat`: exit 0 when a worker on this host is live and reaches the
-    database and the broker (docker-compose's worker health check). Needs only REDIS_URL."""
-    import os
-    import socket
-
-    import redis
-
-    client = redis.Redis.from_url(
-        os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        socket_connect_timeout=2,
-        socket_timeout=2,
-    )
-    host = socket.gethostname()
-    mine = {n: c for n, c in live_worker_checks(client).items() if n.endswith("@" + host)}
-    healthy = any(all(v == "ok" for v in c.values()) for c in mine.values())
-    print("ok" if healthy else f"not healthy: {mine or 'no live worker on ' + host}")
-    return 0 if healthy else 1
+# Beat's own heartbeat (wafaa.beat.HeartbeatScheduler): one key with the time of its last tick.
+BEAT_KEY = "wafaa:beat:heartbeat"
+BEAT_EVERY_SECONDS = 5
+BEAT_LIVE_AFTER_SECONDS = 60
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def beat_scheduler(client, now: float | None = None) -> None:
+    client.set(BEAT_KEY, str(now or time.time()), ex=24 * 3600)
+
+
+def beat_age(client) -> float | None:
+    """Seconds since beat last ticked, or None when it never did."""
+    value = client.get(BEAT_KEY)
+    return None if value is None else max(0.0, time.time() - float(value))

@@ -65,7 +65,10 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = context.request_id_var.get()
         record.trace_id = context.trace_id_var.get()
-        record.client_schema = _schema_name()
+        # A caller may name the schema it worked in (the request log line is written after
+        # the connection went back to public); otherwise the connection's current schema.
+        if not getattr(record, "client_schema", None):
+            record.client_schema = _schema_name()
         task = context.task_var.get()
         record.task_name, record.task_id = task if task else (None, None)
         for key in list(record.__dict__):

@@ -7,7 +7,7 @@ import time
 
 from django.db import connection
 
-from wafaa import context
+from wafaa import context, metrics
 
 logger = logging.getLogger("wafaa.http")
 
@@ -32,20 +32,26 @@ class RequestContextMiddleware:
         request.request_id = request_id
         request.trace_id = trace_id
         started = time.perf_counter()
-        with context.bound(request_id=request_id, trace_id=trace_id):
+        with (
+            context.bound(request_id=request_id, trace_id=trace_id),
+            metrics.HTTP_IN_FLIGHT.track_inprogress(),
+        ):
             response = self.get_response(request)
             response["X-Request-ID"] = request_id
             response["X-Trace-ID"] = trace_id
             if not request.path.startswith(("/health", "/ready", "/metrics")):
-                logger.info(
-                    "request",
-                    extra={
-                        "method": request.method,
-                        "path": request.path,
-                        "status": response.status_code,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
-                )
+                extra = {
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                }
+                # The client the request worked for (set by the client-scoped API view); the
+                # connection is back in public by now, so it cannot tell.
+                client_schema = getattr(request, "client_schema", None)
+                if client_schema:
+                    extra["client_schema"] = client_schema
+                logger.info("request", extra=extra)
         return response
 
 

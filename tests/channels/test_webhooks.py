@@ -147,12 +147,18 @@ def test_redelivered_webhook_is_stored_once_and_enqueued_once(
     assert len(first) == 1 and len(second) == 0
 
 
-def test_batched_payload_stores_every_message_of_every_entry(client, tenant_a, tenant_b):
+PLATFORM_SECRET = "the-platform-app-secret-0001"
+
+
+def test_batched_payload_stores_every_message_of_every_entry(client, tenant_a, tenant_b, settings):
+    settings.META_APP_SECRET = PLATFORM_SECRET
     ChannelAccountFactory(client=tenant_a, external_id=WA_PHONE_ID)
     ChannelAccountFactory(
         client=tenant_b, external_id=WA_PHONE_ID_2, display_phone_number="15550001112"
     )
-    response = post_webhook(client, "/webhook/whatsapp/", fixture_bytes("wa_batch_multi"))
+    response = post_webhook(
+        client, "/webhook/whatsapp/", fixture_bytes("wa_batch_multi"), secret=PLATFORM_SECRET
+    )
     assert response.status_code == 200
     # Routed by phone_number_id: two messages to A, one to B, in one POST.
     assert len([m for m in _messages(tenant_a) if m.direction == "in"]) == 2
@@ -167,11 +173,15 @@ def test_slug_url_only_routes_to_that_clients_accounts(client, tenant_a, tenant_
     assert _messages(tenant_b) == []  # B's entry in A's URL is not B's to deliver
 
 
-def test_unknown_phone_number_id_on_app_level_url_is_200_and_stores_nothing(client, tenant_a):
+def test_unknown_phone_number_id_on_app_level_url_is_200_and_stores_nothing(
+    client, tenant_a, settings
+):
+    settings.META_APP_SECRET = PLATFORM_SECRET
     response = post_webhook(
         client,
         "/webhook/whatsapp/",
         wa_text_payload(message_id="wamid.X1", text="hi", phone_id="999999999"),
+        secret=PLATFORM_SECRET,
     )
     assert response.status_code == 200
     assert _messages(tenant_a) == []
@@ -326,3 +336,33 @@ def test_instagram_standby_messages_are_stored_but_never_answered(client, ig_acc
     post_webhook(client, "/webhook/instagram/test-a/", fixture_bytes("ig_standby"))
     [message] = _messages(tenant_a)
     assert message.status == Message.Status.STORED
+
+
+@pytest.mark.parametrize("url", ["/webhook/whatsapp/test-a/", "/webhook/whatsapp/test-a"])
+def test_both_url_forms_answer_the_handshake(client, wa_account, url):
+    params = {"hub.mode": "subscribe", "hub.verify_token": "the-verify-token", "hub.challenge": "7"}
+    response = client.get(url, params)
+    assert response.status_code == 200
+    assert response.content == b"7"
+
+
+@pytest.mark.parametrize("url", ["/webhook/whatsapp/test-a/", "/webhook/whatsapp/test-a"])
+def test_both_url_forms_store_a_post(client, wa_account, tenant_a, url):
+    response = post_webhook(client, url, fixture_bytes("wa_text"))
+    assert response.status_code == 200  # not a redirect: Meta does not follow one on POST
+    assert [m.type for m in _messages(tenant_a)] == ["text"]
+
+
+@pytest.mark.parametrize("url", ["/webhook/whatsapp/", "/webhook/whatsapp"])
+def test_both_app_level_url_forms_store_a_post(client, wa_account, tenant_a, settings, url):
+    settings.META_APP_SECRET = PLATFORM_SECRET
+    settings.META_APP_VERIFY_TOKEN = "platform-verify"
+    handshake = {
+        "hub.mode": "subscribe",
+        "hub.verify_token": "platform-verify",
+        "hub.challenge": "9",
+    }
+    assert client.get(url, handshake).content == b"9"
+    response = post_webhook(client, url, fixture_bytes("wa_text"), secret=PLATFORM_SECRET)
+    assert response.status_code == 200
+    assert [m.type for m in _messages(tenant_a)] == ["text"]

@@ -95,3 +95,28 @@ def test_per_client_labels_only_when_the_operator_opts_in(in_tenant_a, settings)
     settings.PROMETHEUS_PER_CLIENT_LABELS = True
     services.message_receive(account=account, inbound=inbound("hi", wa_id="15550000202"))
     assert count() == before + 1
+
+
+def test_the_request_log_line_names_the_client_the_request_worked_for(tenant_a, caplog):
+    """The request line is written after the connection went back to public; it must still
+    say which client's data the request touched, so logs can be filtered by client."""
+    from tests.tenants.factories import api_key_for, api_with_key
+    from wafaa.logging import ContextFilter
+
+    _, raw_key = api_key_for(tenant_a)
+    with caplog.at_level(logging.INFO, logger="wafaa.http"):
+        response = api_with_key(raw_key).get(f"/api/v1/clients/{tenant_a.pk}/conversations")
+    assert response.status_code == 200
+    [record] = [r for r in caplog.records if r.name == "wafaa.http" and r.msg == "request"]
+    ContextFilter().filter(record)
+    assert record.client_schema == tenant_a.schema_name
+
+
+def test_an_anonymous_request_log_line_stays_in_public(db, caplog, api):
+    from wafaa.logging import ContextFilter
+
+    with caplog.at_level(logging.INFO, logger="wafaa.http"):
+        api.get("/api/v1/auth/me")
+    [record] = [r for r in caplog.records if r.name == "wafaa.http" and r.msg == "request"]
+    ContextFilter().filter(record)
+    assert record.client_schema == "public"

@@ -20,9 +20,13 @@ Routes:
 - `GET /{version}/{media_id}`: media registered with `add_media()` → `{url, mime_type,
   file_size, sha256, id}` with a url pointing back here; unknown ids → Graph's error 100/33.
 - `GET /media-download/{media_id}`: the media's bytes (Bearer header required, like Meta).
+- `GET /{version}/{account_id}?fields=...`: an account registered with `add_account()` →
+  `{id, ...fields}` when the Bearer token is the one registered for it; any other token (or
+  an unknown id) → Graph's error 100/33, as Meta answers a token with no access to the node.
 
 Scripted answers (`fail_next`, `hang_next`, `respond_next`) apply, in order, to the next
-requests of any route.
+requests of any route. `latency` (seconds, 0 by default) delays every answer, like Meta's
+servers far away (the pipeline bench uses 0.1 s).
 """
 
 from __future__ import annotations
@@ -96,8 +100,9 @@ class _Media:
 class FakeGraphApi:
     """The fake server. Thread-safe; start() before use, stop() after."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", latency: float = 0.0) -> None:
         self._host = host
+        self.latency = latency
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -106,6 +111,7 @@ class FakeGraphApi:
         self._requests: list[RecordedRequest] = []
         self._scripts: list[_Script] = []
         self._media: dict[str, _Media] = {}
+        self._accounts: dict[str, tuple[str, dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         # Unique per server instance: ids from an earlier run must never repeat.
         self._run = uuid.uuid4().hex[:8].upper()
@@ -201,12 +207,18 @@ class FakeGraphApi:
         with self._lock:
             self._media[media_id] = _Media(content, mime_type)
 
+    def add_account(self, account_id: str, token: str, **fields: Any) -> None:
+        """A phone number id or Instagram account id that `token` (only) may act for."""
+        with self._lock:
+            self._accounts[account_id] = (token, fields)
+
     def reset(self) -> None:
-        """Forget recorded requests, pending scripts and media."""
+        """Forget recorded requests, pending scripts, media and accounts."""
         with self._lock:
             self._requests.clear()
             self._scripts.clear()
             self._media.clear()
+            self._accounts.clear()
 
     # -- inspection --
 
@@ -284,6 +296,13 @@ class FakeGraphApi:
                 return 404, b"", "text/plain"
             return 200, media.content, media.mime_type
         if method == "GET" and (match := _NODE_PATH.match(path)):
+            with self._lock:
+                account = self._accounts.get(match["node"])
+            if account is not None:
+                token, fields = account
+                if headers.get("authorization", "") != f"Bearer {token}":
+                    return 400, _graph_error(100, "Unsupported get request.", subcode=33), None
+                return 200, {"id": match["node"], **fields}, None
             media_id = match["node"]
             media = self._media_get(media_id)
             if media is None:
@@ -378,6 +397,9 @@ def _make_handler(fake: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
 
             # The wait is interruptible, so stop() does not sit out a long hang.
             if script is not None and script.delay and fake._stopping.wait(script.delay):
+                self.close_connection = True
+                return
+            if fake.latency and fake._stopping.wait(fake.latency):
                 self.close_connection = True
                 return
             self._send(status, body, content_type, extra_headers, omit_length)

@@ -66,6 +66,8 @@ class ClientScopedAPIView(APIView):
         check_rate_limit(client_id=client.pk, limit=client.api_requests_per_minute)
         request.client = client
         request.role_rank = rank
+        # DRF's Request wraps Django's; the request log line (middleware) reads the latter.
+        request._request.client_schema = client.schema_name
         connection.set_tenant(client)
 
     def finalize_response(self, request, response, *args, **kwargs):
