@@ -388,7 +388,9 @@ GRAPH_API_BASE_URL = env("GRAPH_API_BASE_URL", "https://graph.facebook.com")
 GRAPH_API_VERSION = env("GRAPH_API_VERSION", "v23.0")
 GRAPH_API_CONNECT_TIMEOUT = env_float("GRAPH_API_CONNECT_TIMEOUT", 3.05)
 GRAPH_API_READ_TIMEOUT = env_float("GRAPH_API_READ_TIMEOUT", 10.0)
-GRAPH_SEND_MAX_RETRIES = env_int("GRAPH_SEND_MAX_RETRIES", 5)
+# A send failing transiently (5xx, timeouts, throttling) is retried this long after the reply
+# was stored, never past the customer's 24-hour window (conversations.outbound.send_deadline).
+SEND_RETRY_WINDOW_SECONDS = env_int("SEND_RETRY_WINDOW_SECONDS", 3600)
 WHATSAPP_MESSAGES_PER_SECOND = env_int("WHATSAPP_MESSAGES_PER_SECOND", 80)
 SAME_CUSTOMER_SPACING_MS = env_int("SAME_CUSTOMER_SPACING_MS", 300)
 WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024)

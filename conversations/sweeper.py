@@ -67,6 +67,53 @@ def outbound_sweep() -> int:
     return len(lost)
 
 
+# A long Meta incident can outlast a send's own retries: its reply is sent again by the sweep
+# while the customer's window is open, this many times at most.
+SEND_SWEEP_ROUNDS = 3
+
+
+def failed_sends_sweep() -> int:
+    """Replies failed as `retries_exhausted` whose customer window (24 h) is still open are
+    queued and sent again, up to SEND_SWEEP_ROUNDS times each (a round gets the whole retry
+    window again). Sending is idempotent, so a round never doubles a reply."""
+    from django.db import transaction
+    from django.db.models import Q
+
+    from conversations.tasks import message_send_task
+
+    now = timezone.now()
+    candidates = list(
+        Message.objects.filter(
+            direction=Message.Direction.OUT,
+            status=Message.Status.FAILED,
+            failure_reason="retries_exhausted",
+            updated_at__lt=now - timedelta(seconds=settings.SWEEP_AFTER_SECONDS),
+            conversation__last_inbound_at__gt=now - timedelta(hours=24),
+        )
+        .filter(Q(raw__send_rounds__isnull=True) | Q(raw__send_rounds__lt=SEND_SWEEP_ROUNDS))
+        .only("pk", "raw")[:200]
+    )
+    requeued = []
+    for message in candidates:
+        rounds = int(message.raw.get("send_rounds", 0)) + 1
+        raw = {**message.raw, "send_rounds": rounds, "round_started_at": now.isoformat()}
+        if Message.objects.filter(
+            pk=message.pk, status=Message.Status.FAILED, failure_reason="retries_exhausted"
+        ).update(
+            status=Message.Status.QUEUED,
+            failure_reason="",
+            failure_detail="",
+            raw=raw,
+            updated_at=now,
+        ):
+            requeued.append(message.pk)
+    for message_id in requeued:
+        transaction.on_commit(lambda message_id=message_id: message_send_task.delay(message_id))
+    if requeued:
+        logger.warning("sweeper re-queued failed sends", extra={"count": len(requeued)})
+    return len(requeued)
+
+
 def fan_out(task_name: str) -> int:
     from config.celery import app
     from tenants.models import Client

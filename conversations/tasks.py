@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
-
 import requests
 from celery import shared_task
 from django.conf import settings
 
 from channels_app import graph
 from conversations import handoff, notifications, outbound, pipeline, sweeper
+from wafaa.backoff import backoff_delay
 from wafaa.tasks import ClientTask, WafaaTask
 
 
@@ -23,12 +22,12 @@ def handle_inbound_task(self, message_id):
             message_id=message_id, final_attempt=retries >= settings.LLM_MAX_RETRIES
         )
     except pipeline.ReplyRetryableError as exc:
-        countdown = min(settings.CELERY_MAX_COUNTDOWN, 2**retries + random.uniform(0, 1))
+        countdown = backoff_delay(retries, base=2.0, cap=settings.CELERY_MAX_COUNTDOWN)
         raise self.retry(exc=exc, countdown=countdown) from None
     except pipeline.ConversationBusyError as exc:
         if retries > 30:
             raise
-        raise self.retry(exc=exc, countdown=1 + random.uniform(0, 1)) from None
+        raise self.retry(exc=exc, countdown=backoff_delay(0, base=2.0)) from None
 
 
 @shared_task(
@@ -53,7 +52,7 @@ def handoffs_expire_task():
 
 @shared_task(base=ClientTask, name="conversations.tasks.inbound_sweep_task")
 def inbound_sweep_task():
-    return sweeper.inbound_sweep() + sweeper.outbound_sweep()
+    return sweeper.inbound_sweep() + sweeper.outbound_sweep() + sweeper.failed_sends_sweep()
 
 
 @shared_task(base=WafaaTask, name="conversations.tasks.fan_out_to_clients_task")
@@ -76,16 +75,11 @@ def message_send_task(self, message_id):
     try:
         return outbound.message_send(message_id=message_id)
     except outbound.SendRetryableError as exc:
-        if self.request.retries >= settings.GRAPH_SEND_MAX_RETRIES:
-            from conversations.models import Message
-
-            message = Message.objects.get(pk=message_id)
-            return outbound.message_send_fail(message, "retries_exhausted", str(exc))
-        # Exponential backoff with jitter, or Meta's Retry-After / our pacing when given.
-        countdown = min(
-            settings.CELERY_MAX_COUNTDOWN,
-            exc.countdown or 2**self.request.retries + random.uniform(0, 1),
+        countdown = outbound.send_retry_countdown(
+            message_id=message_id, error=exc, retries=self.request.retries or 0
         )
+        if countdown is None:
+            return "failed"
         raise self.retry(exc=exc, countdown=countdown) from None
 
 

@@ -63,8 +63,17 @@ def clean_api_state(redis_client):
     from tests.tenants.factories import reset_api_state
 
     reset_api_state(redis_client)
+    _reset_pacing(redis_client)
     yield
     reset_api_state(redis_client)
+    _reset_pacing(redis_client)
+
+
+def _reset_pacing(redis_client):
+    # Phone numbers paused (or rate-limited) by one test must not hold back the next one's.
+    keys = list(redis_client.scan_iter("wafaa:pace:*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
 
 
 @contextmanager

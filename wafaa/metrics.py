@@ -38,6 +38,11 @@ EMBEDDING_LATENCY = Histogram(
     ["backend"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
 )
+SEND_PAUSES = Counter(
+    "wafaa_send_pauses_total",
+    "Sends of a phone number paused after Meta throttled it or failed for it",
+    ["channel", "reason"],
+)
 GRAPH_SENDS = Counter(
     "wafaa_graph_sends_total",
     "Graph API sends by channel, result and error code",
