@@ -339,7 +339,7 @@ CELERY_BEAT_SCHEDULER = "wafaa.beat:HeartbeatScheduler"
 CELERY_BEAT_SCHEDULE = {
     "inbound-sweep": {
         "task": "conversations.tasks.fan_out_to_clients_task",
-        "schedule": env_int("SWEEP_EVERY_SECONDS", 60),
+        "schedule": env_int("SWEEP_EVERY_SECONDS", 15),
         "args": ["conversations.tasks.inbound_sweep_task"],
     },
     "handoff-expiry": {
@@ -368,6 +368,9 @@ OPENAI_BASE_URL = env("OPENAI_BASE_URL") or None
 LLM_MODEL = env("LLM_MODEL", "gpt-4o-mini")
 LLM_TIMEOUT = env_float("LLM_TIMEOUT", 20.0)
 LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 3)
+# Reply attempts per inbound message (counted in the database, redeliveries and sweeps
+# included) before it is parked for a person: a message that fails every time is not looped.
+REPLY_MAX_ATTEMPTS = env_int("REPLY_MAX_ATTEMPTS", 5)
 # auto: openai when OPENAI_API_KEY is set, else the local multilingual model.
 EMBEDDING_BACKEND = env("EMBEDDING_BACKEND", "auto")
 EMBEDDING_MODEL = env("EMBEDDING_MODEL", "text-embedding-3-small")
@@ -409,7 +412,7 @@ REPLY_QUIET_PERIOD_SECONDS = env_float("REPLY_QUIET_PERIOD_SECONDS", 2.0)
 CONTEXT_MESSAGES = env_int("CONTEXT_MESSAGES", 12)
 CONTEXT_CACHE_SECONDS = env_int("CONTEXT_CACHE_SECONDS", 3600)
 HANDOFF_IDLE_MINUTES = env_int("HANDOFF_IDLE_MINUTES", 240)
-SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 180)
+SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 30)
 MAX_INBOUND_TEXT_CHARS = env_int("MAX_INBOUND_TEXT_CHARS", 4000)
 
 # --- observability ---------------------------------------------------------------------------

@@ -221,6 +221,8 @@ def send_retry_countdown(*, message_id, error: SendRetryableError, retries: int)
     if timezone.now() + timedelta(seconds=countdown) > send_deadline(message):
         message_send_fail(message, "retries_exhausted", str(error))
         return None
+    # Touched at each attempt: the sweeper re-sends only a message quiet for longer.
+    Message.objects.filter(pk=message.pk).update(updated_at=timezone.now())
     return countdown
 
 

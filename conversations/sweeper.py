@@ -21,30 +21,43 @@ logger = logging.getLogger(__name__)
 
 
 def inbound_sweep() -> int:
+    from conversations.pipeline import inbound_park
     from conversations.tasks import handle_inbound_task
 
     now = timezone.now()
     stale_received = now - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
-    stale_processing = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT * 4)
+    # A task runs at most CELERY_TASK_TIME_LIMIT and waits at most CELERY_MAX_COUNTDOWN
+    # before a retry: a message in `processing` for longer has lost its task.
+    stale_processing = now - timedelta(
+        seconds=settings.CELERY_TASK_TIME_LIMIT + settings.CELERY_MAX_COUNTDOWN + 10
+    )
     lost = list(
         Message.objects.filter(
             direction=Message.Direction.IN,
             status=Message.Status.RECEIVED,
             updated_at__lt=stale_received,
-        ).values_list("pk", flat=True)[:500]
+        ).values_list("pk", "attempts", "conversation_id")[:500]
     ) + list(
         Message.objects.filter(
             direction=Message.Direction.IN,
             status=Message.Status.PROCESSING,
             updated_at__lt=stale_processing,
-        ).values_list("pk", flat=True)[:500]
+        ).values_list("pk", "attempts", "conversation_id")[:500]
     )
-    for message_id in lost:
+    # Messages out of attempts are parked here, not run once more (no LLM call for them).
+    exhausted = [row for row in lost if row[1] >= settings.REPLY_MAX_ATTEMPTS]
+    for conversation_id in {row[2] for row in exhausted}:
+        messages = list(
+            Message.objects.filter(pk__in=[r[0] for r in exhausted if r[2] == conversation_id])
+        )
+        inbound_park(conversation=messages[0].conversation, messages=messages)
+    retry = [row[0] for row in lost if row[1] < settings.REPLY_MAX_ATTEMPTS]
+    for message_id in retry:
         handle_inbound_task.delay(message_id)
-    if lost:
+    if retry:
         # Touch them so the next sweep waits again instead of piling up duplicates.
-        Message.objects.filter(pk__in=lost).update(updated_at=now)
-        logger.warning("sweeper re-enqueued inbound messages", extra={"count": len(lost)})
+        Message.objects.filter(pk__in=retry).update(updated_at=now)
+        logger.warning("sweeper re-enqueued inbound messages", extra={"count": len(retry)})
     return len(lost)
 
 
@@ -53,7 +66,10 @@ def outbound_sweep() -> int:
     lost) are handed to the sender again; a send is idempotent, so this never doubles one."""
     from conversations.tasks import message_send_task
 
-    stale = timezone.now() - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
+    # A send being retried touches its message at each attempt, at most CELERY_MAX_COUNTDOWN
+    # apart: one quiet for longer (and for the sweep delay) has lost its task.
+    quiet = max(settings.SWEEP_AFTER_SECONDS, 2 * settings.CELERY_MAX_COUNTDOWN)
+    stale = timezone.now() - timedelta(seconds=quiet)
     lost = list(
         Message.objects.filter(
             direction=Message.Direction.OUT, status=Message.Status.QUEUED, updated_at__lt=stale

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 import requests
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from channels_app import graph
 from conversations import handoff, notifications, outbound, pipeline, sweeper
 from wafaa.backoff import backoff_delay
-from wafaa.tasks import ClientTask, WafaaTask
+from wafaa.tasks import DB_ERRORS, ClientTask, WafaaTask
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -19,15 +24,33 @@ def handle_inbound_task(self, message_id):
     retries = self.request.retries or 0
     try:
         return pipeline.reply_for_inbound(
-            message_id=message_id, final_attempt=retries >= settings.LLM_MAX_RETRIES
+            message_id=message_id,
+            final_attempt=retries >= settings.LLM_MAX_RETRIES,
+            owner=self.request.id,
         )
     except pipeline.ReplyRetryableError as exc:
         countdown = backoff_delay(retries, base=2.0, cap=settings.CELERY_MAX_COUNTDOWN)
         raise self.retry(exc=exc, countdown=countdown) from None
     except pipeline.ConversationBusyError as exc:
+        # Another run holds the conversation (its lock expires with the task time limit).
         if retries > 30:
             raise
-        raise self.retry(exc=exc, countdown=backoff_delay(0, base=2.0)) from None
+        raise self.retry(exc=exc, countdown=backoff_delay(retries, base=2.0, cap=10.0)) from None
+    except DB_ERRORS:
+        raise  # WafaaTask retries these on a fresh connection
+    except (SoftTimeLimitExceeded, Exception) as exc:
+        # Anything else (the time limit, a bug, bad data) is retried like a transient
+        # failure: the attempts counted on the message park it after REPLY_MAX_ATTEMPTS,
+        # so a message that fails every time is never looped.
+        pipeline.inbound_attempt_failed(message_id=message_id, error=exc)
+        if retries >= 2 * settings.REPLY_MAX_ATTEMPTS:
+            raise
+        logger.warning(
+            "reply attempt failed; retrying",
+            extra={"message_id": message_id, "error": type(exc).__name__},
+        )
+        countdown = backoff_delay(retries, base=2.0, cap=settings.CELERY_MAX_COUNTDOWN)
+        raise self.retry(exc=exc, countdown=countdown) from None
 
 
 @shared_task(

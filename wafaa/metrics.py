@@ -21,6 +21,11 @@ MESSAGES = Counter(
     ["channel", "direction", "status"],
 )
 REPLIES = Counter("wafaa_replies_total", "Reply pipeline outcomes", ["outcome"])
+REPLIES_PARKED = Counter(
+    "wafaa_replies_parked_total",
+    "Inbound messages parked after REPLY_MAX_ATTEMPTS failed reply attempts",
+    ["reason"],
+)
 LLM_CALLS = Counter("wafaa_llm_calls_total", "LLM calls by model and result", ["model", "result"])
 LLM_LATENCY = Histogram(
     "wafaa_llm_latency_seconds",
