@@ -37,6 +37,7 @@ from wafaa.ai.llm import (
     strip_handoff_marker,
 )
 from wafaa.redis import get_redis
+from wafaa.text import storable
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +257,8 @@ def _generate(
     metrics.LLM_TOKENS.labels(model=model, kind="prompt").inc(result.prompt_tokens or 0)
     metrics.LLM_TOKENS.labels(model=model, kind="completion").inc(result.completion_tokens or 0)
     text, wants_handoff = strip_handoff_marker(result.text)
-    text = text.strip()
+    # A NUL (or another unstorable character) from the model would fail every attempt.
+    text = storable(text).strip()
     if not text or len(text) > MAX_REPLY_CHARS:
         logger.warning("LLM answer empty or over-long: fallback", extra={"length": len(text)})
         return Draft(

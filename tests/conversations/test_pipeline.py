@@ -311,3 +311,13 @@ def test_a_redelivered_task_takes_over_the_lock_its_killed_run_left(
         run(message, django_capture_on_commit_callbacks, owner="another-task")
     assert run(message, django_capture_on_commit_callbacks, owner="task-123") == "answered"
     assert redis_client.get(name) is None  # released after the run
+
+
+def test_a_nul_byte_in_the_llm_answer_is_removed_not_looped(
+    account, online, fake_graph, eager_tasks, django_capture_on_commit_callbacks
+):
+    online.reply_with("We open at 8am.\u0000")
+    message = receive(account, "What are your opening hours?")
+    assert run(message, django_capture_on_commit_callbacks) == "answered"
+    [reply] = replies()
+    assert reply.text == "We open at 8am." and reply.status == "sent"
