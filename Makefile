@@ -21,7 +21,9 @@ services: venv
 run: services
 	@$(PY) scripts/run.py
 
-test: services
+# Tests switch the embedded PostgreSQL to fast, non-durable settings; `make run` switches back.
+test: venv
+	@$(PY) scripts/devservices.py start --fast
 	@WAFAA_TESTING=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv

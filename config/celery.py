@@ -146,6 +146,14 @@ def _log_shutdown(sig=None, how=None, exitcode=None, **kwargs):
     )
 
 
+@worker_init.connect
+@worker_process_init.connect
+def _mark_worker_process(**kwargs):
+    from wafaa import tasks
+
+    tasks.IN_WORKER = True
+
+
 @worker_process_init.connect
 def _start_tracing(**kwargs):
     from wafaa.otel import init_otel

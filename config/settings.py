@@ -309,8 +309,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 60),
     "unacked_restore_limit": 100,
     "polling_interval": 1,
-    "socket_timeout": 10,
-    "socket_connect_timeout": 3,
+    # Short: a web request publishing a task must not wait long on a broker that is down
+    # (a local Redis connects in milliseconds; see also WafaaTask.apply_async).
+    "socket_timeout": 5,
+    "socket_connect_timeout": 1,
     "socket_keepalive": True,
     "health_check_interval": 25,
 }

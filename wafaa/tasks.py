@@ -24,6 +24,7 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, connections
+from kombu.exceptions import EncodeError
 from tenant_schemas_celery.task import TenantTask
 
 from wafaa import context
@@ -60,6 +61,16 @@ class ClientRequiredError(RuntimeError):
     pass
 
 
+class BrokerUnavailableError(ConnectionError):
+    """A web process did not publish a task: the broker failed moments ago."""
+
+
+# Set in worker processes (config.celery): workers publish with Celery's usual retries.
+IN_WORKER = False
+BROKER_BACKOFF_SECONDS = 5.0
+_broker_down_until = [0.0]
+
+
 class WafaaTask(TenantTask):
     abstract = True
     requires_client = False
@@ -69,7 +80,21 @@ class WafaaTask(TenantTask):
         headers.setdefault("trace_id", context.current_trace_id())
         headers.setdefault("request_id", context.current_request_id())
         options["headers"] = headers
-        return super().apply_async(args, kwargs, **options)
+        if IN_WORKER or self.app.conf.task_always_eager:
+            return super().apply_async(args, kwargs, **options)
+        # In a web process a request waits for this publish: one quick try, and for a few
+        # seconds after a failure none at all (the database holds the work; the sweeper
+        # enqueues it again), so a broker outage never makes every request slow.
+        if time.monotonic() < _broker_down_until[0]:
+            raise BrokerUnavailableError("the broker failed a moment ago; not trying again yet")
+        options.setdefault("retry_policy", {"max_retries": 0})
+        try:
+            return super().apply_async(args, kwargs, **options)
+        except EncodeError:
+            raise  # our arguments, not the broker
+        except Exception:
+            _broker_down_until[0] = time.monotonic() + BROKER_BACKOFF_SECONDS
+            raise
 
     def __call__(self, *args, **kwargs):
         from celery.exceptions import Retry

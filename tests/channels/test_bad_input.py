@@ -74,3 +74,28 @@ def test_a_duplicate_webhook_leaves_no_failed_statement_in_the_database_log(
         written = log.read().decode(errors="replace")
     assert "duplicate key" not in written
     assert "4242" not in written and "Leaky Name" not in written
+
+
+def test_a_refused_handshake_never_logs_the_verify_token(client, wa_account):
+    import io
+    import logging
+
+    from wafaa.logging import ContextFilter, JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("django.request")
+    logger.addHandler(handler)
+    try:
+        response = client.get(
+            WA_URL,
+            {"hub.mode": "subscribe", "hub.verify_token": "guess-Zq81x", "hub.challenge": "7"},
+        )
+    finally:
+        logger.removeHandler(handler)
+    assert response.status_code in (401, 403)
+    written = stream.getvalue()
+    assert "/webhook/whatsapp/test-a/" in written  # the refusal is logged...
+    assert "guess-Zq81x" not in written and "verify_token" not in written  # ...not the token
