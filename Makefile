@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint alerts format venv services services-stop bench clean
+.PHONY: chaos run test lint alerts format venv services services-stop bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ run: services
 test: venv
 	@$(PY) scripts/devservices.py start --fast
 	@WAFAA_TESTING=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# The fault suite (bench/chaos.py): real processes and servers of its own, faults injected,
+# 0 lost and 0 duplicated replies asserted; figures in bench/results/chaos.json.
+chaos: venv
+	@$(PY) bench/chaos.py $(CHAOS_ARGS)
 
 lint: venv
 	@$(VENV)/bin/ruff check .

@@ -21,10 +21,11 @@ from django.conf import settings
 from wafaa.backoff import backoff_delay
 from wafaa.redis import get_redis
 
-# Meta's throttling: start at a few seconds, up to 5 minutes while it keeps throttling (Meta
-# asks to back off; its per-number limits reset within minutes). Server errors and timeouts:
-# from 2 s up to a minute, a probe now and then rather than a request per queued message.
-PAUSE_ON = {"throttled": (4.0, 300.0), "unavailable": (2.0, 60.0)}
+# Meta's throttling: start at a few seconds, up to a minute while it keeps throttling (Meta
+# asks to back off; its per-number limits reset within minutes, and Retry-After, when sent,
+# wins). Server errors and timeouts: from 2 s up to 20 s, a probe now and then rather than a
+# request per queued message, and back to full speed soon after Meta recovers.
+PAUSE_ON = {"throttled": (4.0, 60.0), "unavailable": (2.0, 20.0)}
 STREAK_TTL_SECONDS = 600
 
 

@@ -1,6 +1,6 @@
 """Embedded PostgreSQL (with pgvector) and a Redis-compatible server for development and tests.
 
-Usage: python scripts/devservices.py start [--fast]|stop|status|env|reset
+Usage: python scripts/devservices.py start [--fast]|stop|status|env|reset|crash-postgres|crash-valkey
 
 Durability: `start` (what `make run` uses) runs PostgreSQL with its durable defaults (fsync,
 synchronous commits, full page writes): an acknowledged message survives a crash. `start
@@ -427,6 +427,26 @@ def status() -> dict:
     }
 
 
+def crash_postgres() -> None:
+    """Stop PostgreSQL the way a crash does (`pg_ctl -m immediate`: no checkpoint; recovery
+    from the WAL at the next start). For fault drills (`make chaos`)."""
+    if (PG_DATA / "postmaster.pid").exists():
+        _pg_run(
+            [_pg_bin("pg_ctl"), "-D", str(PG_DATA), "-m", "immediate", "-w", "stop"], check=False
+        )
+
+
+def crash_valkey() -> None:
+    """Kill Valkey (SIGKILL): without persistence its data is gone. For fault drills."""
+    pid = _load_state().get("redis_pid")
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(50):
+            if not _pid_alive(pid):
+                break
+            time.sleep(0.05)
+
+
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "status"
     try:
@@ -442,12 +462,19 @@ def main(argv: list[str]) -> int:
         elif command == "status":
             for key, value in status().items():
                 print(f"{key}: {value}")
+        elif command == "crash-postgres":
+            crash_postgres()
+        elif command == "crash-valkey":
+            crash_valkey()
         elif command == "reset":
             stop()
             shutil.rmtree(RUN, ignore_errors=True)
             print(f"services stopped and {RUN} removed")
         else:
-            print(f"unknown command {command!r}: use start|stop|status|env|reset", file=sys.stderr)
+            print(
+                f"unknown command {command!r}: use start|stop|status|env|reset|crash-postgres|crash-valkey",
+                file=sys.stderr,
+            )
             return 2
     except ServiceError as exc:
         print(f"devservices: {exc}", file=sys.stderr)
