@@ -555,6 +555,7 @@ def main() -> int:
         **SUITE_ENV,
         **urls,
         "PYTHONPATH": str(ROOT),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "GRAPH_API_BASE_URL": graph.url,
         "OPENAI_BASE_URL": llm.url,
     }

@@ -341,7 +341,7 @@ CELERY_BEAT_SCHEDULER = "wafaa.beat:HeartbeatScheduler"
 CELERY_BEAT_SCHEDULE = {
     "inbound-sweep": {
         "task": "conversations.tasks.fan_out_to_clients_task",
-        "schedule": env_int("SWEEP_EVERY_SECONDS", 15),
+        "schedule": env_int("SWEEP_EVERY_SECONDS", 10),
         "args": ["conversations.tasks.inbound_sweep_task"],
     },
     "handoff-expiry": {

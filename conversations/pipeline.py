@@ -331,6 +331,20 @@ def inbound_attempt_failed(*, message_id, error: BaseException) -> None:
         logger.warning("could not record a failed attempt", extra={"message_id": message_id})
 
 
+def inbound_retry_scheduled(*, message_id) -> None:
+    """A run of this message's conversation failed and will be retried: its messages in
+    `processing` are touched, so the sweeper knows their task is alive. Best effort."""
+    try:
+        conversation_id = (
+            Message.objects.filter(pk=message_id).values_list("conversation_id", flat=True).first()
+        )
+        Message.objects.filter(
+            conversation_id=conversation_id, status=Message.Status.PROCESSING
+        ).update(updated_at=timezone.now())
+    except Exception:  # the database may be what failed; the sweeper then re-enqueues
+        logger.warning("could not touch messages before a retry", extra={"message_id": message_id})
+
+
 def inbound_retry_parked(*, message_ids) -> int:
     """A person asks for parked messages to be answered again: a fresh set of attempts."""
     from conversations.tasks import handle_inbound_task

@@ -26,10 +26,11 @@ def inbound_sweep() -> int:
 
     now = timezone.now()
     stale_received = now - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
-    # A task runs at most CELERY_TASK_TIME_LIMIT and waits at most CELERY_MAX_COUNTDOWN
-    # before a retry: a message in `processing` for longer has lost its task.
+    # A run marks its messages `processing` when it starts and touches them when it schedules
+    # a retry; it lasts at most CELERY_TASK_TIME_LIMIT and a retry waits at most
+    # CELERY_MAX_COUNTDOWN: a message untouched for longer has lost its task.
     stale_processing = now - timedelta(
-        seconds=settings.CELERY_TASK_TIME_LIMIT + settings.CELERY_MAX_COUNTDOWN + 10
+        seconds=max(settings.CELERY_TASK_TIME_LIMIT, settings.CELERY_MAX_COUNTDOWN) + 10
     )
     lost = list(
         Message.objects.filter(
@@ -66,9 +67,13 @@ def outbound_sweep() -> int:
     lost) are handed to the sender again; a send is idempotent, so this never doubles one."""
     from conversations.tasks import message_send_task
 
-    # A send being retried touches its message at each attempt, at most CELERY_MAX_COUNTDOWN
-    # apart: one quiet for longer (and for the sweep delay) has lost its task.
-    quiet = max(settings.SWEEP_AFTER_SECONDS, 2 * settings.CELERY_MAX_COUNTDOWN)
+    # A send being retried touches its message when it schedules the next attempt, which
+    # waits at most CELERY_MAX_COUNTDOWN and lasts at most a Graph timeout: a message quiet
+    # for longer has lost its task.
+    quiet = max(
+        settings.SWEEP_AFTER_SECONDS,
+        settings.CELERY_MAX_COUNTDOWN + settings.GRAPH_API_READ_TIMEOUT + 5,
+    )
     stale = timezone.now() - timedelta(seconds=quiet)
     lost = list(
         Message.objects.filter(

@@ -29,6 +29,7 @@ def handle_inbound_task(self, message_id):
             owner=self.request.id,
         )
     except pipeline.ReplyRetryableError as exc:
+        pipeline.inbound_retry_scheduled(message_id=message_id)
         countdown = backoff_delay(retries, base=2.0, cap=settings.CELERY_MAX_COUNTDOWN)
         raise self.retry(exc=exc, countdown=countdown) from None
     except pipeline.ConversationBusyError as exc:
@@ -49,6 +50,7 @@ def handle_inbound_task(self, message_id):
             "reply attempt failed; retrying",
             extra={"message_id": message_id, "error": type(exc).__name__},
         )
+        pipeline.inbound_retry_scheduled(message_id=message_id)
         countdown = backoff_delay(retries, base=2.0, cap=settings.CELERY_MAX_COUNTDOWN)
         raise self.retry(exc=exc, countdown=countdown) from None
 
