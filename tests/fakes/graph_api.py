@@ -270,12 +270,12 @@ class FakeGraphApi:
 
     def incident(self, seconds: float, status: int = 500, code: int | None = 2, *, hang=0.0):
         """For the next `seconds`, answer every request like Meta in an incident: with a Graph
-        error (`status`, `code`), or, with `hang`, only after `hang` seconds (normally)."""
-        script = (
-            _Script(delay=hang)
-            if hang
-            else _Script(status, {"error": {"message": f"(#{code}) Fake incident", "code": code}})
-        )
+        error (`status`, `code`) after `hang` seconds (0: at once). A hung request is not
+        applied: it ends as a 504 when it ends at all, like an overloaded front end."""
+        if hang:
+            status, code = 504, None
+        body = {"error": {"message": f"(#{code}) Fake incident", "code": code}}
+        script = _Script(status, body, delay=hang)
         with self._lock:
             self._incident = (time.monotonic() + seconds, script)
 
