@@ -129,10 +129,13 @@ def _connections_checked_after_task(sender=None, task=None, **extra):
 
 
 @task_internal_error.connect(dispatch_uid="wafaa_count_internal_errors")
-def _count_internal_error(sender=None, **extra):
-    # Failures outside the task's call (a signal handler, the tracer) are failures too.
+def _count_internal_error(sender=None, exception=None, **extra):
+    # Failures outside the task's call (a signal handler, the tracer) are failures too; one
+    # raised by the call itself (eager tasks propagate it here) was counted already.
     from wafaa import metrics
 
+    if getattr(exception, "wafaa_counted", False):
+        return
     metrics.TASKS.labels(task=getattr(sender, "name", "unknown"), state="failed").inc()
 
 

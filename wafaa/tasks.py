@@ -16,6 +16,7 @@ On top of tenant-schemas-celery's TenantTask (the task runs in the schema it was
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -125,11 +126,14 @@ class WafaaTask(TenantTask):
                     return super().__call__(*args, **kwargs)
                 except DB_ERRORS as exc:
                     raise self._retry_database_error(exc) from None
-        except Retry:
+        except Retry as exc:
             state = "retried"
+            exc.wafaa_counted = True  # not counted again as an internal error (eager tasks)
             raise
-        except BaseException:
+        except BaseException as exc:
             state = "failed"
+            with contextlib.suppress(Exception):
+                exc.wafaa_counted = True
             raise
         finally:
             context.task_var.reset(token)
