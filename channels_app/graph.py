@@ -23,6 +23,8 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from wafaa import netguard
+
 WHATSAPP_TEXT_LIMIT = 4096  # characters in a WhatsApp text body
 INSTAGRAM_TEXT_MAX_BYTES = 1000  # Instagram: "UTF-8 and 1000 bytes or less"
 
@@ -267,7 +269,13 @@ class GraphClient:
             raise GraphClientError("media url must be http(s)")
         headers = self._auth_headers() if authenticated else {}
         try:
-            response = self.session.get(url, headers=headers, timeout=self.timeout, stream=True)
+            # The URL comes from a webhook (which a client can sign for its own account):
+            # public addresses only, each CDN redirect checked again (wafaa.netguard).
+            response = netguard.outbound_request(
+                "GET", url, headers=headers, timeout=self.timeout, stream=True, max_redirects=3
+            )
+        except netguard.OutboundURLRefusedError as exc:
+            raise GraphClientError(f"media url refused: {exc.message}") from None
         except requests.RequestException as exc:
             raise self._transport_error(exc) from None
         with response:

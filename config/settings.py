@@ -133,6 +133,7 @@ if TESTING:
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "wafaa.middleware.RequestContextMiddleware",
+    "wafaa.middleware.NulCharacterMiddleware",
     "wafaa.middleware.PublicSchemaMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin CSS, API docs assets) from the app itself, in every mode: gunicorn
@@ -245,7 +246,8 @@ REST_FRAMEWORK = {
         "tenants.authentication.APIKeyAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # RecursionError, deep nesting and NUL characters are a 400 (wafaa/api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["wafaa.api.parsers.SafeJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "wafaa.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
@@ -416,6 +418,10 @@ CONTEXT_CACHE_SECONDS = env_int("CONTEXT_CACHE_SECONDS", 3600)
 HANDOFF_IDLE_MINUTES = env_int("HANDOFF_IDLE_MINUTES", 240)
 SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 30)
 MAX_INBOUND_TEXT_CHARS = env_int("MAX_INBOUND_TEXT_CHARS", 4000)
+# Outbound calls a client or a webhook can influence (callbacks, media): wafaa.netguard.
+OUTBOUND_ALLOWED_PORTS = [int(port) for port in env_list("OUTBOUND_ALLOWED_PORTS", "443,8443")]
+# CIDRs that pass although not public (a relay in your network); http and any port there too.
+OUTBOUND_ALLOWED_NETWORKS = env_list("OUTBOUND_ALLOWED_NETWORKS")
 
 # --- observability ---------------------------------------------------------------------------
 

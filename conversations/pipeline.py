@@ -435,7 +435,7 @@ def _store_and_send(
                 conversation=current,
                 reason=draft.handoff_reason,
                 actor="bot",
-                notify_data={"last_customer_message": pending[-1].text[:500]},
+                notify_data={"message_id": pending[-1].pk},  # its text is read at delivery
             )
         usage_add(
             client_id=client.pk,

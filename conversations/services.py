@@ -142,7 +142,7 @@ def message_receive(*, account, inbound: InboundMessage) -> tuple[Message | None
         notifications.notify(
             conversation=conversation,
             event="customer_message",
-            data={"message_id": message.pk, "type": message.type, "text": message.text},
+            data={"message_id": message.pk, "type": message.type},  # text: read at delivery
         )
     return message, True
 

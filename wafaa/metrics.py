@@ -79,11 +79,6 @@ CHANNEL_SILENT = Gauge(
     "Active channel accounts with no webhook for too long",
     multiprocess_mode="max",
 )
-WORKER_HEARTBEAT = Gauge(
-    "wafaa_worker_last_heartbeat_timestamp",
-    "Newest worker heartbeat (sampled by beat)",
-    multiprocess_mode="max",
-)
 CLIENT_MESSAGES = Counter(
     "wafaa_client_messages_total",
     "Messages per client and direction (only with PROMETHEUS_PER_CLIENT_LABELS: unbounded labels)",

@@ -124,5 +124,5 @@ class UsageOutputSerializer(serializers.ModelSerializer):
 class CallbackSecretOutputSerializer(serializers.Serializer):
     callback_url = serializers.URLField()
     callback_secret = serializers.CharField(
-        help_text="Shown once; verify X-Wafaa-Signature with it."
+        help_text="Shown once; verify callbacks (webhook-signature) with it and the standardwebhooks library."
     )
