@@ -79,7 +79,9 @@ def reply_for_inbound(
 
     `owner` (the task id) owns the conversation's lock: a redelivered copy of a task that was
     killed while holding it takes it over at once instead of waiting as "busy" for it to
-    expire (the killed run cannot release it)."""
+    expire (the killed run cannot release it). A live run is never taken over this way: the
+    broker redelivers a task only after its visibility timeout, longer than the hard time
+    limit that ends any run (settings: CELERY_BROKER_TRANSPORT_OPTIONS)."""
     message = Message.objects.filter(pk=message_id).select_related("conversation").first()
     if message is None:
         logger.warning("inbound message not found (deleted?)", extra={"message_id": message_id})

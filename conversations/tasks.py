@@ -105,7 +105,9 @@ def fan_out_to_clients_task(task_name):
 def message_send_task(self, message_id):
     try:
         return outbound.message_send(message_id=message_id)
-    except outbound.SendRetryableError as exc:
+    except (outbound.SendRetryableError, SoftTimeLimitExceeded) as exc:
+        if isinstance(exc, SoftTimeLimitExceeded):  # transient like any other: retried
+            exc = outbound.SendRetryableError("the send ran out of time")
         countdown = outbound.send_retry_countdown(
             message_id=message_id, error=exc, retries=self.request.retries or 0
         )
