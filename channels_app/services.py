@@ -225,6 +225,7 @@ def _account_seen(account: ChannelAccount) -> None:
 
 
 def _store_for_account(account: ChannelAccount, parsed, result: WebhookResult) -> None:
+    from conversations import kinds as conversation_kinds
     from conversations import services as conversation_services
     from conversations.tasks import handle_inbound_task
 
@@ -239,7 +240,7 @@ def _store_for_account(account: ChannelAccount, parsed, result: WebhookResult) -
                 # Each message in a savepoint of its own: one that cannot be stored never
                 # takes its siblings in the same POST down with it.
                 with context.bound(trace_id=trace_id), transaction.atomic():
-                    message, created = conversation_services.message_receive(
+                    message, created = conversation_kinds.inbound_receive(
                         account=account, inbound=inbound
                     )
             except (OperationalError, InterfaceError):

@@ -375,6 +375,10 @@ LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 3)
 # Reply attempts per inbound message (counted in the database, redeliveries and sweeps
 # included) before it is parked for a person: a message that fails every time is not looped.
 REPLY_MAX_ATTEMPTS = env_int("REPLY_MAX_ATTEMPTS", 5)
+# Voice notes are transcribed with this model (gpt-4o-mini-transcribe or whisper-1); pictures
+# sent without a caption are looked at by this vision-capable model.
+TRANSCRIPTION_MODEL = env("TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
+VISION_MODEL = env("VISION_MODEL", "gpt-4o-mini")
 # auto: openai when OPENAI_API_KEY is set, else the local multilingual model.
 EMBEDDING_BACKEND = env("EMBEDDING_BACKEND", "auto")
 EMBEDDING_MODEL = env("EMBEDDING_MODEL", "text-embedding-3-small")
@@ -402,6 +406,10 @@ WHATSAPP_MESSAGES_PER_SECOND = env_int("WHATSAPP_MESSAGES_PER_SECOND", 80)
 SAME_CUSTOMER_SPACING_MS = env_int("SAME_CUSTOMER_SPACING_MS", 300)
 WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024)
 MEDIA_MAX_BYTES = env_int("MEDIA_MAX_BYTES", 16 * 1024 * 1024)
+# Customers' media is fetched only from Meta's media hosts (a leading dot: any subdomain).
+MEDIA_ALLOWED_HOSTS = env_list(
+    "MEDIA_ALLOWED_HOSTS", ".fbsbx.com,.fbcdn.net,.cdninstagram.com,.whatsapp.net"
+)
 CHANNEL_SILENT_AFTER_MINUTES = env_int("CHANNEL_SILENT_AFTER_MINUTES", 24 * 60)
 
 # --- knowledge -------------------------------------------------------------------------------

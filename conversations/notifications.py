@@ -81,6 +81,11 @@ def payload_build(
     if text_field and data.get("message_id"):
         message = Message.objects.filter(pk=data["message_id"]).only("text").first()
         data[text_field] = (message.text if message else "")[: TEXT_LIMITS[text_field]]
+    if event == "order_received" and data.get("message_id"):
+        # The order (with the customer's note) and its summary, read now like any text.
+        message = Message.objects.filter(pk=data["message_id"]).only("text", "order").first()
+        data["order"] = message.order if message else None
+        data["summary"] = message.text if message else ""
     return {
         "event": event,
         "client": client.slug,

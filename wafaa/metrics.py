@@ -86,6 +86,27 @@ CLIENT_MESSAGES = Counter(
 )
 
 
+AD_REFERRALS = Counter(
+    "wafaa_ad_referrals_total",
+    "Inbound messages that came from an ad or a product, by channel and source type",
+    ["channel", "source_type"],
+)
+CLIENT_AD_REFERRALS = Counter(
+    "wafaa_client_ad_referrals_total",
+    "Ad referrals per client and ad (only with PROMETHEUS_PER_CLIENT_LABELS: unbounded labels)",
+    ["client", "source_id"],
+)
+
+
+def count_ad_referral(client_slug: str, channel: str, referral: dict) -> None:
+    """One message from an ad: by source type always, per client and ad when opted in."""
+    from django.conf import settings
+
+    AD_REFERRALS.labels(channel=channel, source_type=referral.get("source_type") or "unknown").inc()
+    if settings.PROMETHEUS_PER_CLIENT_LABELS and referral.get("source_id"):
+        CLIENT_AD_REFERRALS.labels(client=client_slug, source_id=referral["source_id"]).inc()
+
+
 def count_client_message(client_slug: str, direction: str) -> None:
     """Per-client message counts, when the operator opted in to per-client labels."""
     from django.conf import settings

@@ -109,6 +109,10 @@ class OutboundRedirectRefusedError(OutboundURLRefusedError):
     """The server answered with a redirect; redirects are never followed."""
 
 
+class OutboundHostNotAllowedError(OutboundURLRefusedError):
+    """The caller's own host rule (e.g. Meta's media hosts only) refused a hop's host."""
+
+
 @dataclass(frozen=True)
 class Target:
     """A URL that passed the guard, with the addresses that were checked for it."""
@@ -273,6 +277,7 @@ def outbound_request(
     *,
     resolve: Resolver = resolve_host,
     max_redirects: int = 0,
+    host_allowed: Callable[[str], bool] | None = None,
     **kwargs,
 ) -> requests.Response:
     """One HTTP request to a URL a client or a webhook chose, under the rules above.
@@ -280,7 +285,8 @@ def outbound_request(
     `kwargs` go to requests (data, json, headers, timeout, stream, verify). Redirects are not
     followed (`max_redirects=0`, callbacks); a caller that must follow some (media on a CDN)
     passes a small `max_redirects`, and every hop is checked and pinned like the first, with
-    the Authorization header dropped when the host changes.
+    the Authorization header dropped when the host changes. `host_allowed`, when given, must
+    approve the host name of the URL and of every redirect as well (media: Meta's hosts only).
 
     Raises OutboundURLRefusedError when a URL is refused (not worth retrying),
     OutboundRedirectRefusedError on a redirect past `max_redirects`, and
@@ -289,6 +295,9 @@ def outbound_request(
     """
     kwargs.setdefault("timeout", (3.05, 10))
     for hop in range(max_redirects + 1):
+        host = urlsplit(url).hostname or ""
+        if host_allowed is not None and not host_allowed(host):
+            raise OutboundHostNotAllowedError(f"The host {host} is not allowed here.")
         response = _pinned_request(method, url, resolve=resolve, **kwargs)
         if not (response.is_redirect or 300 <= response.status_code < 400):
             return response
