@@ -195,6 +195,7 @@ def message_status_apply(*, update: StatusUpdate) -> Message | None:
         if message is None or not status_transition_allowed(message.status, update.status):
             return None
         status = Message.Status.READ if update.status == "played" else update.status
+        metrics.DELIVERY_STATUSES.labels(channel=update.channel, status=status).inc()
         fields = ["status", "updated_at"]
         message.status = status
         stamp = update.timestamp or timezone.now()

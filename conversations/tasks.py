@@ -10,7 +10,15 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from channels_app import graph
-from conversations import handoff, notifications, outbound, pipeline, sweeper
+from conversations import (
+    evaluation,
+    handoff,
+    monitoring,
+    notifications,
+    outbound,
+    pipeline,
+    sweeper,
+)
 from wafaa.backoff import backoff_delay
 from wafaa.tasks import DB_ERRORS, ClientTask, WafaaTask
 
@@ -155,3 +163,20 @@ def legacy_message_send_task(self, message_id):
 @shared_task(base=ClientTask, name="channels_app.tasks.message_mark_read_task")
 def legacy_message_mark_read_task(message_id):
     outbound.message_mark_read(message_id=message_id)
+
+
+@shared_task(base=WafaaTask, name="conversations.tasks.customer_waits_sample_task")
+def customer_waits_sample_task():
+    """Beat: what customers wait for, over every client, into the gauges alerts read."""
+    return monitoring.customer_waits_sample()
+
+
+@shared_task(
+    base=ClientTask,
+    name="conversations.tasks.answer_evaluation_run_task",
+    soft_time_limit=30 * 60,
+    time_limit=31 * 60,
+)
+def answer_evaluation_run_task(evaluation_id):
+    """Run a stored answer evaluation (queue `default`: long, not a customer's reply)."""
+    return evaluation.evaluation_run(evaluation_id=evaluation_id)
