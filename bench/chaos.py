@@ -564,13 +564,14 @@ def main() -> int:
     env.pop("PROMETHEUS_MULTIPROC_DIR")
     env.pop("CELERY_BROKER_KEYPREFIX", None)
     os.environ.update({k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"})
-    prepare(env)
-    from wafaa.redis import get_redis
-
-    get_redis().flushall()  # no task or pause left by an earlier run
-    stack = Stack(env, free_port())
     results: dict[str, dict] = {}
+    stack = None
     try:
+        prepare(env)
+        from wafaa.redis import get_redis
+
+        get_redis().flushall()  # no task or pause left by an earlier run
+        stack = Stack(env, free_port())
         stack.wait_ready()
         log(f"stack ready in {time.monotonic() - started:.0f} s")
         for name, scenario in SCENARIOS.items():
@@ -588,7 +589,8 @@ def main() -> int:
             log(f"{name}: {json.dumps(results[name])}")
             stack.wait_ready(timeout=60)
     finally:
-        stack.stop()
+        if stack is not None:
+            stack.stop()
         graph.stop()
         llm.stop()
         devservices("stop")
