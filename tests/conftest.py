@@ -48,16 +48,6 @@ def django_db_setup(django_db_setup, django_db_blocker, django_db_keepdb, django
     # The tests' own Redis database starts empty: no task or lock left by an earlier run
     # (for a client that no longer exists) may reach this run's worker.
     assert settings.TESTING, "tests must run with the test settings (config.settings_test)"
-    from django.db import connection
-
-    if not connection.settings_dict["NAME"].startswith("test_"):
-        # pytest-django sets up the test database only when a selected test asks for `db`;
-        # a run of only live-worker tests (`live`, `committed_client`) must not fall through
-        # to the development database.
-        from django.test.utils import setup_databases
-
-        with django_db_blocker.unblock():
-            setup_databases(verbosity=0, interactive=False, keepdb=True, aliases={"default"})
     from wafaa.redis import get_redis
 
     get_redis().flushdb()
