@@ -21,6 +21,11 @@ MESSAGES = Counter(
     ["channel", "direction", "status"],
 )
 REPLIES = Counter("wafaa_replies_total", "Reply pipeline outcomes", ["outcome"])
+REPLIES_PARKED = Counter(
+    "wafaa_replies_parked_total",
+    "Inbound messages parked after REPLY_MAX_ATTEMPTS failed reply attempts",
+    ["reason"],
+)
 LLM_CALLS = Counter("wafaa_llm_calls_total", "LLM calls by model and result", ["model", "result"])
 LLM_LATENCY = Histogram(
     "wafaa_llm_latency_seconds",
@@ -37,6 +42,11 @@ EMBEDDING_LATENCY = Histogram(
     "Embedding call latency",
     ["backend"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+)
+SEND_PAUSES = Counter(
+    "wafaa_send_pauses_total",
+    "Sends of a phone number paused after Meta throttled it or failed for it",
+    ["channel", "reason"],
 )
 GRAPH_SENDS = Counter(
     "wafaa_graph_sends_total",
