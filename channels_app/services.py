@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import tenant_context
@@ -236,10 +236,23 @@ def _store_for_account(account: ChannelAccount, parsed, result: WebhookResult) -
             # A trace per inbound message: it follows the message into every task it causes.
             # A lone message keeps the request's trace id, so a caller's X-Trace-ID carries on.
             trace_id = request_trace if single and request_trace else context.new_id()
-            with context.bound(trace_id=trace_id):
-                message, created = conversation_kinds.inbound_receive(
-                    account=account, inbound=inbound
+            try:
+                # Each message in a savepoint of its own: one that cannot be stored never
+                # takes its siblings in the same POST down with it.
+                with context.bound(trace_id=trace_id), transaction.atomic():
+                    message, created = conversation_kinds.inbound_receive(
+                        account=account, inbound=inbound
+                    )
+            except (OperationalError, InterfaceError):
+                raise  # the database itself failed: 5xx, Meta sends the POST again
+            except Exception as exc:
+                result.errors.append(f"message not stored: {type(exc).__name__}")
+                metrics.WEBHOOK_EVENTS.labels(channel=account.kind, result="store_failed").inc()
+                logger.exception(
+                    "an inbound message could not be stored; its siblings were",
+                    extra={"account": account.pk, "message": inbound.external_id},
                 )
+                continue
             if created:
                 result.accepted += 1
                 metrics.WEBHOOK_EVENTS.labels(channel=account.kind, result="accepted").inc()

@@ -9,18 +9,25 @@ visibility timeout, time limits) are in config.settings under CELERY_*.
 
 import logging
 import os
+import threading
 
 from celery import bootsteps
 from celery.signals import (
+    task_internal_error,
+    task_postrun,
     task_prerun,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
     worker_shutting_down,
 )
-from tenant_schemas_celery.app import CeleryApp
+from tenant_schemas_celery.app import CeleryApp, switch_schema
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from wafaa import kombu_patch
+
+kombu_patch.install()
 
 app = CeleryApp("wafaa", task_cls="wafaa.tasks:WafaaTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -28,23 +35,31 @@ app.autodiscover_tasks()
 
 
 class HeartbeatStep(bootsteps.StartStopStep):
-    """Writes this worker's heartbeat to Redis on a timer (read by /health)."""
-
-    requires = {"celery.worker.components:Timer"}
+    """Writes this worker's heartbeat, with its own database and broker checks, to Redis
+    (read by /health). The checks may wait up to their timeouts while something is down, so
+    they run in a thread of their own, never in the worker's event loop."""
 
     def __init__(self, worker, **kwargs):
-        self.tref = None
+        self.thread = None
+        self.stopping = threading.Event()
 
     def start(self, worker):
         from django.conf import settings
 
         interval = settings.CELERY_WORKER_HEARTBEAT_SECONDS
+        self.stopping.clear()
         self._beat(worker)
-        self.tref = worker.timer.call_repeatedly(interval, self._beat, (worker,), priority=10)
+        self.thread = threading.Thread(
+            target=self._loop, args=(worker, interval), name="wafaa-heartbeat", daemon=True
+        )
+        self.thread.start()
+
+    def _loop(self, worker, interval):
+        while not self.stopping.wait(interval):
+            self._beat(worker)
 
     def stop(self, worker):
-        if self.tref:
-            self.tref.cancel()
+        self.stopping.set()
         try:
             from wafaa import heartbeat
             from wafaa.redis import get_redis
@@ -54,16 +69,74 @@ class HeartbeatStep(bootsteps.StartStopStep):
             logging.getLogger("wafaa.heartbeat").debug("could not remove worker heartbeat")
 
     def _beat(self, worker):
+        from django.conf import settings
+
         from wafaa import heartbeat
+        from wafaa.health import database_dsn
         from wafaa.redis import get_redis
 
         try:
-            heartbeat.beat(get_redis(), worker.hostname)
+            checks = heartbeat.own_checks(
+                database_dsn=database_dsn(), broker_url=settings.CELERY_BROKER_URL
+            )
+            heartbeat.beat(get_redis(), worker.hostname, checks)
         except Exception:
             logging.getLogger("wafaa.heartbeat").warning("could not write worker heartbeat")
 
 
 app.steps["worker"].add(HeartbeatStep)
+
+
+# --- database connections around every task ------------------------------------------------
+# A worker lives for days and PostgreSQL may restart under it. Django checks a reused
+# connection only when told a unit of work begins (close_if_unusable_or_obsolete, which web
+# requests get from request_started); tasks get it here, before the schema switch that is
+# the task's first query. With CONN_HEALTH_CHECKS on, the first query of each task then
+# pings a reused connection and replaces it if PostgreSQL went away.
+task_prerun.disconnect(sender=None, dispatch_uid="tenant_schemas_switch_schema")
+
+
+@task_prerun.connect(dispatch_uid="wafaa_switch_schema")
+def _connections_checked_then_switch_schema(sender=None, task=None, kwargs=None, **extra):
+    from django.db import close_old_connections
+
+    from wafaa.tasks import DB_ERROR_ATTR, DB_ERRORS, close_all_connections
+
+    task = task or sender
+    eager = getattr(task.request, "is_eager", False)
+    if not eager:
+        close_old_connections()
+    for attempt in range(2):
+        try:
+            switch_schema(task, kwargs)
+            return
+        except DB_ERRORS as exc:
+            # A dead connection fails its first query; a fresh one may work at once.
+            close_all_connections()
+            if attempt:
+                # Raised inside the task's call, where it is counted and retried (an error
+                # raised here would fail the task as an internal error, and ack it).
+                setattr(task.request, DB_ERROR_ATTR, exc)
+
+
+@task_postrun.connect(dispatch_uid="wafaa_close_old_connections")
+def _connections_checked_after_task(sender=None, task=None, **extra):
+    from django.db import close_old_connections
+
+    task = task or sender
+    if not getattr(task.request, "is_eager", False):
+        close_old_connections()
+
+
+@task_internal_error.connect(dispatch_uid="wafaa_count_internal_errors")
+def _count_internal_error(sender=None, exception=None, **extra):
+    # Failures outside the task's call (a signal handler, the tracer) are failures too; one
+    # raised by the call itself (eager tasks propagate it here) was counted already.
+    from wafaa import metrics
+
+    if getattr(exception, "wafaa_counted", False):
+        return
+    metrics.TASKS.labels(task=getattr(sender, "name", "unknown"), state="failed").inc()
 
 
 @worker_shutting_down.connect
@@ -84,6 +157,14 @@ def _reset_query_log(**kwargs):
     from django.db import reset_queries
 
     reset_queries()
+
+
+@worker_init.connect
+@worker_process_init.connect
+def _mark_worker_process(**kwargs):
+    from wafaa import tasks
+
+    tasks.IN_WORKER = True
 
 
 @worker_process_init.connect

@@ -428,8 +428,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Keep database connections across tasks (Celery closes them after every task otherwise);
-# Django still drops them after DB_CONN_MAX_AGE or when unusable.
+# Keep database connections across tasks (Celery closes them after every task otherwise).
+# Before each task the worker checks them as Django does per request (config.celery:
+# close_if_unusable_or_obsolete, then CONN_HEALTH_CHECKS pings a reused connection), so one
+# left dead by a PostgreSQL restart is replaced, and dropped after DB_CONN_MAX_AGE anyway.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 if DB_POOL_MAX_SIZE:
     # Pooled: Celery's close after every task gives the connection back to the pool (a
@@ -455,8 +457,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": 5,
     "unacked_restore_throttle": 1,
     "polling_interval": 1,
-    "socket_timeout": 10,
-    "socket_connect_timeout": 3,
+    # Short: a web request publishing a task must not wait long on a broker that is down
+    # (a local Redis connects in milliseconds; see also WafaaTask.apply_async).
+    "socket_timeout": 5,
+    "socket_connect_timeout": 1,
     "socket_keepalive": True,
     "health_check_interval": 25,
 }
@@ -487,7 +491,7 @@ CELERY_BEAT_SCHEDULER = "wafaa.beat:HeartbeatScheduler"
 CELERY_BEAT_SCHEDULE = {
     "inbound-sweep": {
         "task": "conversations.tasks.fan_out_to_clients_task",
-        "schedule": env_int("SWEEP_EVERY_SECONDS", 60),
+        "schedule": env_int("SWEEP_EVERY_SECONDS", 10),
         "args": ["conversations.tasks.inbound_sweep_task"],
     },
     "handoff-expiry": {
@@ -518,6 +522,9 @@ OPENAI_BASE_URL = env("OPENAI_BASE_URL") or None
 LLM_MODEL = env("LLM_MODEL", "gpt-4o-mini")
 LLM_TIMEOUT = env_float("LLM_TIMEOUT", 20.0)
 LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 3)
+# Reply attempts per inbound message (counted in the database, redeliveries and sweeps
+# included) before it is parked for a person: a message that fails every time is not looped.
+REPLY_MAX_ATTEMPTS = env_int("REPLY_MAX_ATTEMPTS", 5)
 # Voice notes are transcribed with this model (gpt-4o-mini-transcribe or whisper-1); pictures
 # sent without a caption are looked at by this vision-capable model.
 TRANSCRIPTION_MODEL = env("TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
@@ -544,7 +551,9 @@ GRAPH_API_BASE_URL = env("GRAPH_API_BASE_URL", "https://graph.facebook.com")
 GRAPH_API_VERSION = env("GRAPH_API_VERSION", "v23.0")
 GRAPH_API_CONNECT_TIMEOUT = env_float("GRAPH_API_CONNECT_TIMEOUT", 3.05)
 GRAPH_API_READ_TIMEOUT = env_float("GRAPH_API_READ_TIMEOUT", 10.0)
-GRAPH_SEND_MAX_RETRIES = env_int("GRAPH_SEND_MAX_RETRIES", 5)
+# A send failing transiently (5xx, timeouts, throttling) is retried this long after the reply
+# was stored, never past the customer's 24-hour window (conversations.outbound.send_deadline).
+SEND_RETRY_WINDOW_SECONDS = env_int("SEND_RETRY_WINDOW_SECONDS", 3600)
 WHATSAPP_MESSAGES_PER_SECOND = env_int("WHATSAPP_MESSAGES_PER_SECOND", 80)
 SAME_CUSTOMER_SPACING_MS = env_int("SAME_CUSTOMER_SPACING_MS", 300)
 WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024)
@@ -585,7 +594,7 @@ CONTEXT_MESSAGES = env_int("CONTEXT_MESSAGES", 12)
 CONTEXT_CACHE_SECONDS = env_int("CONTEXT_CACHE_SECONDS", 3600)
 HANDOFF_WAITING_ALERT_MINUTES = env_int("HANDOFF_WAITING_ALERT_MINUTES", 30)
 HANDOFF_IDLE_MINUTES = env_int("HANDOFF_IDLE_MINUTES", 240)
-SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 180)
+SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 30)
 MAX_INBOUND_TEXT_CHARS = env_int("MAX_INBOUND_TEXT_CHARS", 4000)
 # Outbound calls a client or a webhook can influence (callbacks, media): wafaa.netguard.
 OUTBOUND_ALLOWED_PORTS = [int(port) for port in env_list("OUTBOUND_ALLOWED_PORTS", "443,8443")]

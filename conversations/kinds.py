@@ -19,13 +19,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from channels_app.providers import InboundMessage
 from conversations import handoff, notifications, services
 from conversations.models import Contact, Conversation, Message
 from wafaa import context, metrics
+from wafaa.db import insert_or_nothing
 
 logger = logging.getLogger(__name__)
 
@@ -125,25 +126,24 @@ def echo_receive(*, account, inbound: InboundMessage) -> tuple[Message | None, b
         contact=contact, account_id=account.pk, channel=account.kind
     )
     sent_at = inbound.timestamp or timezone.now()
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                conversation=conversation,
-                direction=Message.Direction.OUT,
-                author=Message.Author.AGENT,
-                type=inbound.type,
-                text=inbound.text or "",
-                media_id=inbound.media_id or "",
-                media_mime_type=inbound.media_mime_type or "",
-                external_id=inbound.external_id,
-                reply_to_external_id=inbound.reply_to_external_id or "",
-                status=Message.Status.SENT,
-                sent_at=sent_at,
-                author_email=BUSINESS_APP,
-                trace_id=context.current_trace_id() or "",
-                raw={**inbound.raw, "source": BUSINESS_APP},
-            )
-    except IntegrityError:
+    message = Message(
+        conversation=conversation,
+        direction=Message.Direction.OUT,
+        author=Message.Author.AGENT,
+        type=inbound.type,
+        text=inbound.text or "",
+        media_id=inbound.media_id or "",
+        media_mime_type=inbound.media_mime_type or "",
+        external_id=inbound.external_id,
+        reply_to_external_id=inbound.reply_to_external_id or "",
+        status=Message.Status.SENT,
+        sent_at=sent_at,
+        author_email=BUSINESS_APP,
+        trace_id=context.current_trace_id() or "",
+        raw={**inbound.raw, "source": BUSINESS_APP},
+    )
+    # ON CONFLICT DO NOTHING: a duplicate leaves no failed statement (with the text) in the log.
+    if not insert_or_nothing(message, conflict_fields=["external_id"]):
         return Message.objects.get(external_id=inbound.external_id), False
     Conversation.objects.filter(pk=conversation.pk).update(
         last_outbound_at=sent_at, updated_at=timezone.now()

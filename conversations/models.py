@@ -93,6 +93,8 @@ class Message(TimeStampedModel):
         READ = "read", "Read"
         FAILED = "failed", "Failed"
         NOT_SENT = "not_sent", "Draft not sent"
+        # Its reply failed REPLY_MAX_ATTEMPTS times: no more automatic attempts (admin: retry).
+        PARKED = "parked", "Parked (reply kept failing)"
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
@@ -112,6 +114,9 @@ class Message(TimeStampedModel):
     status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
     failure_reason = models.CharField(max_length=64, blank=True, default="")
     failure_detail = models.TextField(blank=True, default="")
+    # Reply attempts started for this inbound message (redeliveries and sweeps included):
+    # Celery's retry number restarts with each redelivery, this does not.
+    attempts = models.PositiveSmallIntegerField(default=0)
     # The inbound messages this reply answers (a burst is answered once).
     in_reply_to = models.ManyToManyField(
         "self", symmetrical=False, blank=True, related_name="replies"

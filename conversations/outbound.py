@@ -7,19 +7,22 @@ schema, so a retry continues where the last attempt stopped and never sends twic
 from __future__ import annotations
 
 import logging
+import random
 import time
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from channels_app import graph
+from channels_app import graph, pacing
 from channels_app.models import ChannelAccount
 from channels_app.pacing import pace
 from channels_app.services import graph_client_for
 from conversations import notifications
 from conversations.models import Message
 from wafaa import metrics, otel
+from wafaa.backoff import backoff_delay
 from wafaa.db import release_connection
 from wafaa.errors import NotFoundError
 from wafaa.redis import get_redis
@@ -83,7 +86,12 @@ def _send_parts(message, account: ChannelAccount) -> str:
     limit = graph.WHATSAPP_TEXT_LIMIT
     max_bytes = graph.INSTAGRAM_TEXT_MAX_BYTES if account.kind == "instagram" else None
     parts = graph.split_text(message.text, limit, max_bytes=max_bytes) or [message.text]
-    part_ids: list[str] = list(message.raw.get("part_ids", []))
+    part_ids: list[str] = _parts_sent(message)
+    if part_ids and message.raw.get("part_ids") != part_ids:
+        # Parts the last attempt sent but could not record: record them now.
+        message.raw = {**message.raw, "part_ids": part_ids}
+        message.external_id = part_ids[0]
+        message.save(update_fields=["raw", "external_id", "updated_at"])
     client = graph_client_for(account)
     for index in range(len(part_ids), len(parts)):
         wait = pace(account=account, recipient=recipient)
@@ -105,7 +113,9 @@ def _send_parts(message, account: ChannelAccount) -> str:
         except graph.GraphError as exc:
             return _send_error(message, account, exc)
         part_ids.append(graph_id)
-        # Recorded after each part, so a retry continues where it stopped and never resends.
+        # Recorded after each part, so a retry continues where it stopped and never resends:
+        # in Redis first (the database may be what just failed), then on the message.
+        _part_remember(message, index, graph_id)
         message.raw = {**message.raw, "part_ids": part_ids}
         if index == 0:
             message.external_id = graph_id
@@ -114,10 +124,47 @@ def _send_parts(message, account: ChannelAccount) -> str:
     Message.objects.filter(pk=message.pk, status=Message.Status.QUEUED).update(
         status=Message.Status.SENT, sent_at=timezone.now(), updated_at=timezone.now()
     )
+    pacing.number_ok(account=account)
     metrics.MESSAGES.labels(channel=account.kind, direction="out", status="sent").inc()
     metrics.count_client_message(account.client.slug, "out")
     logger.info("message sent", extra={"message_id": str(message.pk), "parts": len(parts)})
     return Message.Status.SENT
+
+
+def _parts_key(message) -> str:
+    # The creation time too: a schema dropped and made again restarts its ids.
+    created = int(message.created_at.timestamp() * 1000)
+    return f"wafaa:sent-parts:{connection.schema_name}:{message.pk}:{created}"
+
+
+def _parts_sent(message) -> list[str]:
+    """Graph ids of the parts already sent: the message's record, or Redis's when the last
+    attempt sent a part but could not record it in the database (connection lost)."""
+    recorded = list(message.raw.get("part_ids", []))
+    try:
+        remembered = get_redis().hgetall(_parts_key(message))
+    except Exception:  # Redis down: the database record is all we have
+        logger.warning("could not read remembered parts", extra={"message_id": str(message.pk)})
+        return recorded
+    while (graph_id := remembered.get(str(len(recorded)))) is not None:
+        recorded.append(graph_id)
+    return recorded
+
+
+def _part_remember(message, index: int, graph_id: str) -> None:
+    try:
+        pipe = get_redis().pipeline()
+        pipe.hset(_parts_key(message), str(index), graph_id)
+        pipe.expire(_parts_key(message), 7 * 24 * 3600)
+        pipe.execute()
+    except Exception:  # the database record follows at once; Redis is the second copy
+        logger.warning("could not remember a sent part", extra={"message_id": str(message.pk)})
+
+
+# Throttling of the whole phone number (or app/WABA): pause the number. Meta's pair rate limit
+# (131056, one customer getting too much too fast) only concerns that customer.
+NUMBER_THROTTLE_CODES = frozenset({4, 17, 32, 613, 80007, 130429, 131048})
+PAIR_RATE_LIMIT_CODE = 131056
 
 
 def _send_error(message, account: ChannelAccount, exc: graph.GraphError) -> str:
@@ -125,7 +172,12 @@ def _send_error(message, account: ChannelAccount, exc: graph.GraphError) -> str:
     metrics.GRAPH_SENDS.labels(channel=account.kind, result=type(exc).__name__, code=code).inc()
     if exc.retryable:
         logger.warning("graph send failed, will retry", extra={"code": code, "error": str(exc)})
-        raise SendRetryableError(str(exc), countdown=exc.retry_after)
+        if isinstance(exc, graph.GraphRateLimitError) and exc.code == PAIR_RATE_LIMIT_CODE:
+            raise SendRetryableError(str(exc), countdown=exc.retry_after)
+        kind = "throttled" if isinstance(exc, graph.GraphRateLimitError) else "unavailable"
+        pause = pacing.number_trouble(account=account, kind=kind, retry_after=exc.retry_after)
+        metrics.SEND_PAUSES.labels(channel=account.kind, reason=kind).inc()
+        raise SendRetryableError(str(exc), countdown=pause)
     if isinstance(exc, graph.GraphAuthError):
         ChannelAccount.objects.filter(pk=account.pk).update(
             status=ChannelAccount.Status.CREDENTIALS_INVALID, updated_at=timezone.now()
@@ -142,6 +194,41 @@ def _send_error(message, account: ChannelAccount, exc: graph.GraphError) -> str:
             "The customer's last message is older than 24 hours; only templates can be sent.",
         )
     return message_send_fail(message, f"graph_{code or 'error'}", str(exc))
+
+
+def send_deadline(message) -> datetime:
+    """Until when a retry of this send is worth it: SEND_RETRY_WINDOW_SECONDS after the reply
+    was stored (an answer an hour late is rarely still wanted), and never past the customer's
+    24-hour window (Meta refuses free-form messages after it)."""
+    started = message.created_at
+    if message.raw.get("round_started_at"):  # sent again by the sweep: a new round
+        started = max(started, datetime.fromisoformat(message.raw["round_started_at"]))
+    useful = started + timedelta(seconds=settings.SEND_RETRY_WINDOW_SECONDS)
+    last_inbound = message.conversation.last_inbound_at
+    if last_inbound is None:
+        return useful
+    return min(useful, last_inbound + timedelta(hours=24))
+
+
+def send_retry_countdown(*, message_id, error: SendRetryableError, retries: int) -> float | None:
+    """Seconds until the next attempt of a send that failed transiently, or None when the next
+    attempt would come after the send's deadline (the message is then failed, reason
+    `retries_exhausted`, and the client told)."""
+    countdown = error.countdown
+    if countdown is None:
+        countdown = backoff_delay(retries, base=2.0, cap=settings.CELERY_MAX_COUNTDOWN)
+    # Retries wait at most CELERY_MAX_COUNTDOWN (under the broker's visibility timeout): a
+    # longer pause is waited out in several short retries, none of which calls Meta.
+    countdown = min(settings.CELERY_MAX_COUNTDOWN, countdown * random.uniform(1.0, 1.25))
+    message = Message.objects.select_related("conversation").get(pk=message_id)
+    if message.status != Message.Status.QUEUED:
+        return countdown  # the next attempt sees it is done and stops
+    if timezone.now() + timedelta(seconds=countdown) > send_deadline(message):
+        message_send_fail(message, "retries_exhausted", str(error))
+        return None
+    # Touched at each attempt: the sweeper re-sends only a message quiet for longer.
+    Message.objects.filter(pk=message.pk).update(updated_at=timezone.now())
+    return countdown
 
 
 def message_send_fail(message, reason: str, detail: str) -> str:

@@ -38,7 +38,7 @@ from wafaa.ai.llm import (
 )
 from wafaa.db import connection_released
 from wafaa.redis import get_redis
-from wafaa.text import STOPWORDS, split_sentences, words
+from wafaa.text import STOPWORDS, split_sentences, storable, words
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ class Draft:
     completion_tokens: int | None = None
     latency_ms: int | None = None
     handoff_reason: str = ""
+    # The conversation's low-confidence streak once this reply is stored (None: unchanged).
+    confidence_streak: int | None = None
     confidence: float | None = None  # how sure we are of the best entry (wafaa.ai.confidence)
     candidate: str = ""  # offline: the answer a lower threshold would have given
     buttons: list[dict] = field(default_factory=list)  # reply buttons sent with the text
@@ -81,21 +83,32 @@ def _client():
     return connection.tenant
 
 
-def reply_for_inbound(*, message_id, final_attempt: bool = False, send: bool = True) -> str:
-    """Answer the open inbound messages of `message_id`'s conversation, once."""
+def reply_for_inbound(
+    *, message_id, final_attempt: bool = False, send: bool = True, owner: str | None = None
+) -> str:
+    """Answer the open inbound messages of `message_id`'s conversation, once.
+
+    `owner` (the task id) owns the conversation's lock: a redelivered copy of a task that was
+    killed while holding it takes it over at once instead of waiting as "busy" for it to
+    expire (the killed run cannot release it). A live run is never taken over this way: the
+    broker redelivers a task only after its visibility timeout, longer than the hard time
+    limit that ends any run (settings: CELERY_BROKER_TRANSPORT_OPTIONS)."""
     message = Message.objects.filter(pk=message_id).select_related("conversation").first()
     if message is None:
         logger.warning("inbound message not found (deleted?)", extra={"message_id": message_id})
         return "missing"
     if message.status not in OPEN_STATUSES:
         return "already_handled"
-    lock = get_redis().lock(
-        f"wafaa:conversation:{connection.schema_name}:{message.conversation_id}",
-        timeout=settings.CELERY_TASK_TIME_LIMIT,
-        blocking_timeout=5,
-    )
-    if not lock.acquire():
-        raise ConversationBusyError(f"conversation {message.conversation_id} is busy")
+    redis = get_redis()
+    name = f"wafaa:conversation:{connection.schema_name}:{message.conversation_id}"
+    lock = redis.lock(name, timeout=settings.CELERY_TASK_TIME_LIMIT, blocking_timeout=5)
+    token = owner or None
+    if not lock.acquire(token=token):
+        if not (owner and redis.get(name) == owner):
+            raise ConversationBusyError(f"conversation {message.conversation_id} is busy")
+        # Our own lock, left by this task's killed delivery: keep it (and renew its time).
+        lock.local.token = owner.encode()
+        lock.extend(settings.CELERY_TASK_TIME_LIMIT, replace_ttl=True)
     try:
         return _reply_locked(message, final_attempt=final_attempt, send=send)
     finally:
@@ -127,8 +140,12 @@ def _reply_locked(message: Message, *, final_attempt: bool, send: bool) -> str:
             status=Message.Status.STORED, updated_at=timezone.now()
         )
         return "stored"
+    attempts = max(m.attempts for m in pending)
+    if attempts >= settings.REPLY_MAX_ATTEMPTS:
+        return inbound_park(conversation=conversation, messages=pending)
+    # Counted (and committed) before the work: a run that dies or is killed still counts.
     Message.objects.filter(pk__in=[m.pk for m in pending]).update(
-        status=Message.Status.PROCESSING, updated_at=timezone.now()
+        status=Message.Status.PROCESSING, attempts=F("attempts") + 1, updated_at=timezone.now()
     )
     if send and any(m.status == Message.Status.RECEIVED for m in pending):
         # Read, and someone typing, while the reply is made (not again on a retry). Its own
@@ -136,6 +153,8 @@ def _reply_locked(message: Message, *, final_attempt: bool, send: bool) -> str:
         from conversations.tasks import message_typing_task
 
         message_typing_task.delay(pending[-1].pk)
+    # The last attempt allowed answers with the fallback rather than fail once more.
+    final_attempt = final_attempt or attempts + 1 >= settings.REPLY_MAX_ATTEMPTS
     started = time.monotonic()
     client = _client()
     draft = _draft_for(client, conversation, pending, final_attempt=final_attempt)
@@ -229,7 +248,9 @@ def draft_answer(
     best = max((a.assessment.confidence for a in asked), default=0.0)
     meaningful = bool(_LETTERS.search(question))
     low_confidence = meaningful and best < client.confidence_threshold
-    streak = _confidence_streak(conversation, low_confidence) if conversation else 0
+    # Written with the stored reply only (_store_and_send): an attempt that fails and is
+    # retried must not count twice toward the streak.
+    streak = conversation.low_confidence_streak + 1 if conversation and low_confidence else 0
     if low_confidence and streak >= 2:
         return Draft(
             _handoff_ack(language),
@@ -237,8 +258,29 @@ def draft_answer(
             citations=citations,
             handoff_reason="low_confidence",
             confidence=best,
+            confidence_streak=streak,
         )
+    draft = _generate(
+        client=client,
+        question=question,
+        language=language,
+        context=context,
+        final_attempt=final_attempt,
+        images=images,
+        asked=asked,
+        chunks=chunks,
+        citations=citations,
+        best=best,
+    )
+    if conversation is not None:
+        draft.confidence_streak = streak
+    return draft
 
+
+def _generate(
+    *, client, question, language, context, final_attempt, images, asked, chunks, citations, best
+) -> Draft:
+    """The answer itself: the extractive answerer offline, else the LLM."""
     chat = ai_config.get_chat_client(client.effective_model())
     if chat is None:
         return _extractive_draft(client, asked, language, best)
@@ -284,7 +326,8 @@ def draft_answer(
     metrics.LLM_TOKENS.labels(model=model, kind="prompt").inc(result.prompt_tokens or 0)
     metrics.LLM_TOKENS.labels(model=model, kind="completion").inc(result.completion_tokens or 0)
     text, wants_handoff = strip_handoff_marker(result.text)
-    text = text.strip()
+    # A NUL (or another unstorable character) from the model would fail every attempt.
+    text = storable(text).strip()
     if not text or len(text) > MAX_REPLY_CHARS:
         logger.warning("LLM answer empty or over-long: fallback", extra={"length": len(text)})
         return Draft(
@@ -451,15 +494,68 @@ def _fallback(client, language: str) -> str:
     return client.fallback_message or answerer.fallback_message(language)
 
 
-def _confidence_streak(conversation: Conversation, low: bool) -> int:
-    if low:
-        Conversation.objects.filter(pk=conversation.pk).update(
-            low_confidence_streak=F("low_confidence_streak") + 1
+def inbound_park(*, conversation: Conversation, messages: list[Message], reason: str = "") -> str:
+    """Stop answering these inbound messages automatically: their reply failed
+    REPLY_MAX_ATTEMPTS times. Parked visibly (status, reason, metric, the client's callback),
+    for a person to look at or retry from the admin."""
+    reason = reason or next((m.failure_reason for m in messages if m.failure_reason), "")
+    reason = reason or "attempts_exhausted"
+    Message.objects.filter(pk__in=[m.pk for m in messages], status__in=OPEN_STATUSES).update(
+        status=Message.Status.PARKED, failure_reason=reason[:64], updated_at=timezone.now()
+    )
+    metrics.REPLIES_PARKED.labels(reason=reason[:64]).inc()
+    logger.error(
+        "inbound messages parked: their reply kept failing",
+        extra={"message_ids": [str(m.pk) for m in messages], "reason": reason},
+    )
+    from conversations import notifications
+
+    notifications.notify(
+        conversation=conversation,
+        event="reply_parked",
+        data={"message_ids": [m.pk for m in messages], "reason": reason},
+    )
+    return "parked"
+
+
+def inbound_attempt_failed(*, message_id, error: BaseException) -> None:
+    """Record why an attempt failed (the kind of error only: texts may hold customer data),
+    so a message parked later says why. Best effort."""
+    try:
+        Message.objects.filter(pk=message_id).update(failure_reason=type(error).__name__[:64])
+    except Exception:  # the database may be what failed
+        logger.warning("could not record a failed attempt", extra={"message_id": message_id})
+
+
+def inbound_retry_scheduled(*, message_id) -> None:
+    """A run of this message's conversation failed and will be retried: its messages in
+    `processing` are touched, so the sweeper knows their task is alive. Best effort."""
+    try:
+        conversation_id = (
+            Message.objects.filter(pk=message_id).values_list("conversation_id", flat=True).first()
         )
-        return conversation.low_confidence_streak + 1
-    if conversation.low_confidence_streak:
-        Conversation.objects.filter(pk=conversation.pk).update(low_confidence_streak=0)
-    return 0
+        Message.objects.filter(
+            conversation_id=conversation_id, status=Message.Status.PROCESSING
+        ).update(updated_at=timezone.now())
+    except Exception:  # the database may be what failed; the sweeper then re-enqueues
+        logger.warning("could not touch messages before a retry", extra={"message_id": message_id})
+
+
+def inbound_retry_parked(*, message_ids) -> int:
+    """A person asks for parked messages to be answered again: a fresh set of attempts."""
+    from conversations.tasks import handle_inbound_task
+
+    ids = list(
+        Message.objects.filter(pk__in=message_ids, status=Message.Status.PARKED).values_list(
+            "pk", flat=True
+        )
+    )
+    Message.objects.filter(pk__in=ids).update(
+        status=Message.Status.RECEIVED, attempts=0, failure_reason="", updated_at=timezone.now()
+    )
+    for message_id in ids:
+        transaction.on_commit(lambda message_id=message_id: handle_inbound_task.delay(message_id))
+    return len(ids)
 
 
 def _within_daily_limit(client) -> bool:
@@ -504,6 +600,11 @@ def _store_and_send(
     with transaction.atomic():
         current = Conversation.objects.select_for_update().get(pk=conversation.pk)
         still_bot = current.mode == Conversation.Mode.BOT
+        if draft.confidence_streak is not None:
+            Conversation.objects.filter(pk=current.pk).update(
+                low_confidence_streak=draft.confidence_streak
+            )
+            current.low_confidence_streak = draft.confidence_streak
         reply = services.message_store_outbound(
             conversation=current,
             author=Message.Author.BOT,

@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -22,6 +22,7 @@ from channels_app.providers import (
 )
 from conversations.models import Contact, Conversation, ConversationEvent, Message
 from wafaa import context, metrics
+from wafaa.db import insert_or_nothing
 from wafaa.tenancy import assert_client_schema
 
 logger = logging.getLogger(__name__)
@@ -41,21 +42,21 @@ def contact_upsert(*, channel: str, inbound: InboundMessage) -> Contact:
         # Meta started sending user_id (2026): an existing contact keyed by wa_id moves over.
         contact = Contact.objects.filter(channel=channel, external_id=inbound.wa_id).first()
     if contact is None:
-        try:
-            with transaction.atomic():
-                contact = Contact.objects.create(
-                    channel=channel,
-                    external_id=inbound.contact_key,
-                    wa_id=inbound.wa_id or "",
-                    user_id=inbound.user_id or "",
-                    name=inbound.contact_name or inbound.username or "",
-                    phone=inbound.wa_id or "",
-                    first_seen_at=now,
-                    last_seen_at=now,
-                )
+        contact = Contact(
+            channel=channel,
+            external_id=inbound.contact_key,
+            wa_id=inbound.wa_id or "",
+            user_id=inbound.user_id or "",
+            name=inbound.contact_name or inbound.username or "",
+            phone=inbound.wa_id or "",
+            first_seen_at=now,
+            last_seen_at=now,
+        )
+        # ON CONFLICT DO NOTHING: a concurrent webhook may create it first, and a failed
+        # INSERT would put the customer's number and name in PostgreSQL's log.
+        if insert_or_nothing(contact, conflict_fields=["channel", "external_id"]):
             return contact
-        except IntegrityError:  # a concurrent webhook created it first
-            contact = Contact.objects.get(channel=channel, external_id=inbound.contact_key)
+        contact = Contact.objects.get(channel=channel, external_id=inbound.contact_key)
     changes = {
         "external_id": inbound.contact_key,
         "wa_id": inbound.wa_id or contact.wa_id,
@@ -112,30 +113,30 @@ def message_receive(*, account, inbound: InboundMessage) -> tuple[Message | None
         status = Message.Status.RECEIVED
     else:
         status = Message.Status.STORED
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                conversation=conversation,
-                direction=Message.Direction.IN,
-                author=Message.Author.CUSTOMER,
-                type=inbound.type,
-                text=inbound.text or "",
-                media_id=inbound.media_id or "",
-                media_url=inbound.media_url or "",
-                media_mime_type=inbound.media_mime_type or "",
-                external_id=inbound.external_id,
-                reply_to_external_id=inbound.reply_to_external_id or "",
-                payload=(inbound.payload or "")[:1000],
-                status=status,
-                trace_id=context.current_trace_id() or "",
-                raw=inbound.raw,
-                order=inbound.order,
-                referral=inbound.referral,
-                errors=inbound.errors,
-                call_permission=inbound.call_permission,
-                attachments=inbound.attachments,
-            )
-    except IntegrityError:  # the same message arrived twice at once
+    message = Message(
+        conversation=conversation,
+        direction=Message.Direction.IN,
+        author=Message.Author.CUSTOMER,
+        type=inbound.type,
+        text=inbound.text or "",
+        media_id=inbound.media_id or "",
+        media_url=inbound.media_url or "",
+        media_mime_type=inbound.media_mime_type or "",
+        external_id=inbound.external_id,
+        reply_to_external_id=inbound.reply_to_external_id or "",
+        payload=(inbound.payload or "")[:1000],
+        status=status,
+        trace_id=context.current_trace_id() or "",
+        raw=inbound.raw,
+        order=inbound.order,
+        referral=inbound.referral,
+        errors=inbound.errors,
+        call_permission=inbound.call_permission,
+        attachments=inbound.attachments,
+    )
+    # The same message arriving twice at once: not inserted, no error (and so no statement
+    # with the customer's text in PostgreSQL's log).
+    if not insert_or_nothing(message, conflict_fields=["external_id"]):
         return Message.objects.get(external_id=inbound.external_id), False
     Conversation.objects.filter(pk=conversation.pk).update(
         last_inbound_at=inbound.timestamp or timezone.now(),

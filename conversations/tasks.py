@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import random
+import logging
 
 import requests
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from channels_app import graph
@@ -19,7 +20,10 @@ from conversations import (
     pipeline,
     sweeper,
 )
-from wafaa.tasks import ClientTask, WafaaTask
+from wafaa.backoff import backoff_delay
+from wafaa.tasks import DB_ERRORS, ClientTask, WafaaTask
+
+logger = logging.getLogger(__name__)
 
 
 class FairReplyTask(ClientTask):
@@ -51,19 +55,39 @@ def handle_inbound_task(self, message_id):
     retries = self.request.retries or 0
     try:
         return pipeline.reply_for_inbound(
-            message_id=message_id, final_attempt=retries >= settings.LLM_MAX_RETRIES
+            message_id=message_id,
+            final_attempt=retries >= settings.LLM_MAX_RETRIES,
+            owner=self.request.id,
         )
     except pipeline.ReplyRetryableError as exc:
-        countdown = min(settings.CELERY_MAX_COUNTDOWN, 2**retries + random.uniform(0, 1))
+        pipeline.inbound_retry_scheduled(message_id=message_id)
+        countdown = backoff_delay(retries, base=2.0, cap=settings.CELERY_MAX_COUNTDOWN)
         if exc.rate_limited:  # pause this client only, as long as the provider asked
             pause = fairness.client_backoff(seconds=exc.retry_after or countdown)
-            countdown = pause + random.uniform(0.2, 1)
+            countdown = pause + backoff_delay(0)  # just after the pause, spread out
         # Sent past the line: it is this client's way out of a pause, and holds no slot.
         raise self.retry(exc=exc, countdown=countdown, fair_bypass=True) from None
     except pipeline.ConversationBusyError as exc:
+        # Another run holds the conversation (its lock expires with the task time limit).
         if retries > 30:
             raise
-        raise self.retry(exc=exc, countdown=1 + random.uniform(0, 1)) from None
+        raise self.retry(exc=exc, countdown=backoff_delay(retries, base=2.0, cap=10.0)) from None
+    except DB_ERRORS:
+        raise  # WafaaTask retries these on a fresh connection
+    except (SoftTimeLimitExceeded, Exception) as exc:
+        # Anything else (the time limit, a bug, bad data) is retried like a transient
+        # failure: the attempts counted on the message park it after REPLY_MAX_ATTEMPTS,
+        # so a message that fails every time is never looped.
+        pipeline.inbound_attempt_failed(message_id=message_id, error=exc)
+        if retries >= 2 * settings.REPLY_MAX_ATTEMPTS:
+            raise
+        logger.warning(
+            "reply attempt failed; retrying",
+            extra={"message_id": message_id, "error": type(exc).__name__},
+        )
+        pipeline.inbound_retry_scheduled(message_id=message_id)
+        countdown = backoff_delay(retries, base=2.0, cap=settings.CELERY_MAX_COUNTDOWN)
+        raise self.retry(exc=exc, countdown=countdown) from None
     finally:
         for waiting_id in fairness.slot_release(slot):
             handle_inbound_task.delay(waiting_id)
@@ -97,7 +121,7 @@ def handoffs_expire_task():
 
 @shared_task(base=ClientTask, name="conversations.tasks.inbound_sweep_task")
 def inbound_sweep_task():
-    return sweeper.inbound_sweep() + sweeper.outbound_sweep()
+    return sweeper.inbound_sweep() + sweeper.outbound_sweep() + sweeper.failed_sends_sweep()
 
 
 @shared_task(base=WafaaTask, name="conversations.tasks.fan_out_to_clients_task")
@@ -119,17 +143,14 @@ def fan_out_to_clients_task(task_name):
 def message_send_task(self, message_id):
     try:
         return outbound.message_send(message_id=message_id)
-    except outbound.SendRetryableError as exc:
-        if self.request.retries >= settings.GRAPH_SEND_MAX_RETRIES:
-            from conversations.models import Message
-
-            message = Message.objects.get(pk=message_id)
-            return outbound.message_send_fail(message, "retries_exhausted", str(exc))
-        # Exponential backoff with jitter, or Meta's Retry-After / our pacing when given.
-        countdown = min(
-            settings.CELERY_MAX_COUNTDOWN,
-            exc.countdown or 2**self.request.retries + random.uniform(0, 1),
+    except (outbound.SendRetryableError, SoftTimeLimitExceeded) as exc:
+        if isinstance(exc, SoftTimeLimitExceeded):  # transient like any other: retried
+            exc = outbound.SendRetryableError("the send ran out of time")
+        countdown = outbound.send_retry_countdown(
+            message_id=message_id, error=exc, retries=self.request.retries or 0
         )
+        if countdown is None:
+            return "failed"
         raise self.retry(exc=exc, countdown=countdown) from None
 
 

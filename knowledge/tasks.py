@@ -11,13 +11,13 @@ delivery only costs a look at the document.
 from __future__ import annotations
 
 import logging
-import random
 
 from celery import shared_task
 from django.conf import settings
 
 from knowledge import services
 from wafaa.ai.embeddings import EmbeddingTransientError
+from wafaa.backoff import backoff_delay
 from wafaa.tasks import ClientTask, lease_kept
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def _max_countdown() -> float:
 
 def retry_countdown(retries: int) -> float:
     """5 s, 10 s, 20 s, ... capped, times a random factor in [0.5, 1] (spreads a herd)."""
-    return min(_max_countdown(), 5.0 * 2**retries) * random.uniform(0.5, 1.0)
+    return backoff_delay(retries, base=5.0, cap=_max_countdown())
 
 
 @shared_task(
@@ -62,7 +62,7 @@ def document_ingest_task(self, document_id):
         # (a fresh message, so this wait does not use up the retries meant for outages):
         # by then the run has finished (nothing to do) or died (its claim is taken over).
         document_ingest_task.apply_async(
-            (document_id,), countdown=min(_max_countdown(), 30.0) * random.uniform(0.5, 1.0)
+            (document_id,), countdown=backoff_delay(0, base=min(_max_countdown(), 30.0))
         )
         return "busy"
 

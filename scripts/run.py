@@ -1,6 +1,8 @@
 """`make run`: prepare the database and demo data, then run web, worker and beat together.
 
-honcho runs the Procfile in the foreground; Ctrl-C or SIGTERM stops every process.
+scripts/supervise.py runs the Procfile in the foreground and restarts a process that dies
+(a worker killed by a broker hiccup comes back; its siblings keep running); Ctrl-C or SIGTERM
+stops every process.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def main() -> int:
         return setup.returncode
     print(f"run: Wafaa on http://127.0.0.1:{port}/ (health: /health, API docs: /api/docs/)")
     os.chdir(ROOT)
-    os.execve(str(bin_dir / "honcho"), ["honcho", "start", "-f", "Procfile"], env)
+    os.execve(python, [python, str(ROOT / "scripts" / "supervise.py"), "Procfile"], env)
     return 0
 
 

@@ -68,8 +68,17 @@ def clean_api_state(redis_client):
     from tests.tenants.factories import reset_api_state
 
     reset_api_state(redis_client)
+    _reset_pacing(redis_client)
     yield
     reset_api_state(redis_client)
+    _reset_pacing(redis_client)
+
+
+def _reset_pacing(redis_client):
+    # Phone numbers paused (or rate-limited) by one test must not hold back the next one's.
+    keys = list(redis_client.scan_iter("wafaa:pace:*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
 
 
 @contextmanager
@@ -124,7 +133,7 @@ def redis_client():
 
 
 @pytest.fixture
-def committed_client(django_db_blocker):
+def committed_client(django_db_setup, django_db_blocker):
     """A client whose rows are really committed (visible to a worker process); dropped after."""
     from django.db import connection
 
@@ -347,7 +356,7 @@ def celery_worker_process(worker_env, tmp_path_factory, django_db_blocker):
 
 
 @pytest.fixture
-def live(django_db_blocker):
+def live(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         yield
 

@@ -190,9 +190,18 @@ class MessageAdmin(NoHistoryMixin, admin.ModelAdmin):
     list_filter = ["direction", "status", "author", "type"]
     search_fields = ["text", "external_id", "trace_id"]
     readonly_fields = [f.name for f in Message._meta.fields]
+    actions = ["retry_parked"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.action(description="Answer the selected parked messages again")
+    def retry_parked(self, request, queryset):
+        # Parked: their reply failed REPLY_MAX_ATTEMPTS times (filter by status "parked").
+        from conversations.pipeline import inbound_retry_parked
+
+        count = inbound_retry_parked(message_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{count} parked message(s) queued for a reply again.")
 
 
 site.register(Document, DocumentAdmin)

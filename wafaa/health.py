@@ -7,6 +7,7 @@ worker are fine; otherwise 503 naming the failed checks. Never touches a client 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,9 @@ from django.http import JsonResponse
 
 from wafaa import heartbeat
 
-CHECK_DEADLINE_SECONDS = 0.9
+logger = logging.getLogger(__name__)
+
+CHECK_DEADLINE_SECONDS = 0.75  # the whole answer stays under a second on a busy machine
 _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="health")
 _draining = False
 
@@ -34,7 +37,7 @@ def is_draining() -> bool:
     return _draining or bool(drain_file and os.path.exists(drain_file))
 
 
-def _db_dsn() -> dict:
+def database_dsn() -> dict:
     db = settings.DATABASES["default"]
     return {
         "dbname": db["NAME"],
@@ -47,7 +50,7 @@ def _db_dsn() -> dict:
 
 def check_database() -> dict:
     # A dedicated short-timeout connection: the request's own connection may wait for seconds.
-    with psycopg.connect(**_db_dsn(), connect_timeout=1, autocommit=True) as conn:
+    with psycopg.connect(**database_dsn(), connect_timeout=1, autocommit=True) as conn:
         conn.execute("SET statement_timeout = 500")
         conn.execute("SELECT 1")
         row = conn.execute(
@@ -67,22 +70,20 @@ def check_redis() -> dict:
     )
     try:
         client.ping()
-        workers = heartbeat.live_workers(client)
+        worker = heartbeat.worker_status(client)
     finally:
         client.close()
-    return {
-        "redis": "ok",
-        "worker": "ok"
-        if workers
-        else f"no live worker heartbeat in the last {heartbeat.LIVE_AFTER_SECONDS} s",
-    }
+    return {"redis": "ok", "worker": worker}
 
 
 def _run(check) -> tuple[dict, str | None]:
     try:
         return check(), None
     except Exception as exc:  # each failure is reported by name, never raised
-        return {}, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+        # The kind of error only: its text names internal hosts and ports, and /health is
+        # public. The details are in this process's log.
+        logger.warning("health check failed", extra={"check": check.__name__}, exc_info=True)
+        return {}, type(exc).__name__
 
 
 def run_checks() -> dict:

@@ -108,6 +108,11 @@ class ContextFilter(logging.Filter):
             record.client_schema = _schema_name()
         task = context.task_var.get()
         record.task_name, record.task_id = task if task else (None, None)
+        request = record.__dict__.get("request")
+        if request is not None and not isinstance(request, str):
+            # django.request passes the request object; its repr holds the query string (a
+            # webhook's hub.verify_token, a password reset token...). Method and path only.
+            record.request = f"{getattr(request, 'method', '')} {getattr(request, 'path', '')}"
         for key in list(record.__dict__):
             if key.lower() in SENSITIVE_KEYS:
                 record.__dict__[key] = mask_value(key, record.__dict__[key])

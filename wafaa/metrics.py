@@ -28,6 +28,11 @@ REPLIES_WAITING = Counter(
 LLM_BACKOFFS = Counter(
     "wafaa_llm_backoffs_total", "Pauses of one client's replies after the LLM answered 429"
 )
+REPLIES_PARKED = Counter(
+    "wafaa_replies_parked_total",
+    "Inbound messages parked after REPLY_MAX_ATTEMPTS failed reply attempts",
+    ["reason"],
+)
 LLM_CALLS = Counter("wafaa_llm_calls_total", "LLM calls by model and result", ["model", "result"])
 LLM_LATENCY = Histogram(
     "wafaa_llm_latency_seconds",
@@ -44,6 +49,11 @@ EMBEDDING_LATENCY = Histogram(
     "Embedding call latency",
     ["backend"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+)
+SEND_PAUSES = Counter(
+    "wafaa_send_pauses_total",
+    "Sends of a phone number paused after Meta throttled it or failed for it",
+    ["channel", "reason"],
 )
 GRAPH_SENDS = Counter(
     "wafaa_graph_sends_total",

@@ -5,6 +5,10 @@ On top of tenant-schemas-celery's TenantTask (the task runs in the schema it was
   the task runs, so log lines and further tasks carry them;
 - a task marked `requires_client = True` refuses to run in the public schema (a client task
   sent without a client is a bug that must be loud, not a silent write to `public`);
+- every run is counted by state (succeeded, retried, failed, parked), failures raised before
+  the task's own code included;
+- a task whose database connection is dead (OperationalError/InterfaceError) is retried on a
+  fresh connection with backoff (config.celery checks connections before every task);
 - what Celery shows of a task's arguments (argsrepr/kwargsrepr: worker log lines, events) is
   masked: tasks take ids, and a text or token passed by mistake still never reaches a log;
 - deliveries of one task message are counted in Redis; a message delivered more than
@@ -14,6 +18,7 @@ On top of tenant-schemas-celery's TenantTask (the task runs in the schema it was
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -22,7 +27,8 @@ from contextlib import contextmanager
 
 from celery.utils.saferepr import saferepr
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection, connections
+from kombu.exceptions import EncodeError
 from tenant_schemas_celery.task import TenantTask
 
 from wafaa import context
@@ -30,6 +36,23 @@ from wafaa.logging import mask_repr
 
 logger = logging.getLogger("wafaa.tasks")
 PARKED_KEY = "wafaa:tasks:parked"
+# A dead or broken database connection: retried (on a fresh connection), never a final failure.
+DB_ERRORS = (OperationalError, InterfaceError)
+# Set on a task's request by the pre-run hook (config.celery) when the schema switch could not
+# reach the database; the task raises it inside its measured, retrying call.
+DB_ERROR_ATTR = "wafaa_database_error"
+# With backoff capped at CELERY_MAX_COUNTDOWN (45 s by default), about 20 minutes of outage;
+# what is left after that comes back through the sweepers (the database is the record).
+DATABASE_MAX_RETRIES = 30
+
+
+def close_all_connections() -> None:
+    """Drop every database connection of this process without raising (it may be dead)."""
+    for conn in connections.all(initialized_only=True):
+        try:
+            conn.close()
+        except Exception:  # closing a dead connection can fail; it is gone either way
+            conn.connection = None
 
 
 def _header(request, name: str):
@@ -41,6 +64,16 @@ def _header(request, name: str):
 
 class ClientRequiredError(RuntimeError):
     pass
+
+
+class BrokerUnavailableError(ConnectionError):
+    """A web process did not publish a task: the broker failed moments ago."""
+
+
+# Set in worker processes (config.celery): workers publish with Celery's usual retries.
+IN_WORKER = False
+BROKER_BACKOFF_SECONDS = 5.0
+_broker_down_until = [0.0]
 
 
 class WafaaTask(TenantTask):
@@ -56,43 +89,88 @@ class WafaaTask(TenantTask):
         # tasks take ids, and anything else in them is masked (wafaa.logging.mask_repr).
         options.setdefault("argsrepr", mask_repr(saferepr(tuple(args or ()))))
         options.setdefault("kwargsrepr", mask_repr(saferepr(dict(kwargs or {}))))
-        return super().apply_async(args, kwargs, **options)
+        if IN_WORKER or self.app.conf.task_always_eager:
+            return super().apply_async(args, kwargs, **options)
+        # In a web process a request waits for this publish: one quick try, and for a few
+        # seconds after a failure none at all (the database holds the work; the sweeper
+        # enqueues it again), so a broker outage never makes every request slow.
+        if time.monotonic() < _broker_down_until[0]:
+            raise BrokerUnavailableError("the broker failed a moment ago; not trying again yet")
+        options.setdefault("retry_policy", {"max_retries": 0})
+        try:
+            return super().apply_async(args, kwargs, **options)
+        except EncodeError:
+            raise  # our arguments, not the broker
+        except Exception:
+            _broker_down_until[0] = time.monotonic() + BROKER_BACKOFF_SECONDS
+            raise
 
     def __call__(self, *args, **kwargs):
-        request = self.request
-        trace_id = _header(request, "trace_id") or context.current_trace_id() or context.new_id()
-        request_id = _header(request, "request_id")
-        token = context.task_var.set((self.name, request.id))
-        try:
-            with context.bound(trace_id=trace_id, request_id=request_id):
-                if self.requires_client and connection.schema_name == "public":
-                    raise ClientRequiredError(
-                        f"task {self.name} needs a client schema but was sent from public"
-                    )
-                if not request.is_eager and request.id and self._over_delivery_cap(request):
-                    return None
-                return self._run_measured(*args, **kwargs)
-        finally:
-            context.task_var.reset(token)
-
-    def _run_measured(self, *args, **kwargs):
         from celery.exceptions import Retry
 
         from wafaa import metrics
 
+        request = self.request
+        trace_id = _header(request, "trace_id") or context.current_trace_id() or context.new_id()
+        request_id = _header(request, "request_id")
+        token = context.task_var.set((self.name, request.id))
         started = time.perf_counter()
         state = "succeeded"
+        # Everything is measured, the checks before the task's own code too: a task that
+        # fails before it starts (database gone, no client) must show in the failure counter.
         try:
-            return super().__call__(*args, **kwargs)
-        except Retry:
+            with context.bound(trace_id=trace_id, request_id=request_id):
+                try:
+                    prerun_error = getattr(request, DB_ERROR_ATTR, None)
+                    if prerun_error is not None:
+                        raise prerun_error
+                    if self.requires_client and connection.schema_name == "public":
+                        raise ClientRequiredError(
+                            f"task {self.name} needs a client schema but was sent from public"
+                        )
+                    if not request.is_eager and request.id and self._over_delivery_cap(request):
+                        state = "parked"
+                        return None
+                    return super().__call__(*args, **kwargs)
+                except DB_ERRORS as exc:
+                    raise self._retry_database_error(exc) from None
+        except Retry as exc:
             state = "retried"
+            exc.wafaa_counted = True  # not counted again as an internal error (eager tasks)
             raise
-        except Exception:
+        except BaseException as exc:
             state = "failed"
+            with contextlib.suppress(Exception):
+                exc.wafaa_counted = True
             raise
         finally:
+            context.task_var.reset(token)
             metrics.TASKS.labels(task=self.name, state=state).inc()
             metrics.TASK_DURATION.labels(task=self.name).observe(time.perf_counter() - started)
+
+    def _retry_database_error(self, exc: Exception):
+        """The database connection died (PostgreSQL restarted, network cut): drop every
+        connection so the next attempt opens a fresh one, and retry this task with backoff
+        instead of failing it. Returns the exception to raise."""
+        from wafaa.backoff import backoff_delay
+
+        close_all_connections()
+        retries = self.request.retries or 0
+        if retries >= DATABASE_MAX_RETRIES:
+            logger.error(
+                "task failed: the database stayed unreachable",
+                extra={"task": self.name, "retries": retries, "error": type(exc).__name__},
+            )
+            return exc
+        countdown = backoff_delay(retries, base=1.0, cap=settings.CELERY_MAX_COUNTDOWN)
+        logger.warning(
+            "database unreachable; task will be retried",
+            extra={"task": self.name, "retries": retries, "error": type(exc).__name__},
+        )
+        try:
+            return self.retry(exc=exc, countdown=countdown, max_retries=None)
+        except Exception as retry_exc:  # self.retry raises the Retry (or, eager, the result)
+            return retry_exc
 
     def _over_delivery_cap(self, request) -> bool:
         from wafaa import metrics

@@ -14,6 +14,9 @@ answerer agree on what "the same word" is:
 - `truncate`: cut to a length at a sentence end or a word boundary, with an ellipsis.
 - `NORMALIZE_SQL`: the same normalisation as a PostgreSQL expression, so the full-text index
   holds the words the query is matched with.
+- `storable`, `storable_json`: text (or decoded JSON) without what PostgreSQL cannot hold
+  (NUL) or encode (lone surrogates), nor other control characters: for what customers and
+  the LLM send us, before it reaches the database.
 """
 
 from __future__ import annotations
@@ -132,3 +135,27 @@ def normalize_sql(expression: str) -> str:
         f"translate(lower(regexp_replace({expression}, '[{_MARKS}]', '', 'g')), "
         f"'{_LETTER_FROM}{_DIGITS_FROM}', '{_LETTER_TO}{_DIGITS_TO}')"
     )
+
+
+# NUL (PostgreSQL text and jsonb refuse it), the other C0/C1 controls except tab and line
+# breaks, lone UTF-16 surrogates (not encodable as UTF-8) and the non-characters U+FFFE/FFFF.
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def storable(text: str) -> str:
+    """`text` without characters PostgreSQL cannot store or that have no business in a chat
+    message (removed: replacing them would only show the customer a stray symbol)."""
+    if not text:
+        return text
+    return _UNSTORABLE.sub("", text)
+
+
+def storable_json(value):
+    """A decoded JSON value with every string (keys too) made `storable`."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(str(k)): storable_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable_json(v) for v in value]
+    return value

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from wafaa.text import storable_json
+
 WHATSAPP = "whatsapp"
 INSTAGRAM = "instagram"
 CHANNELS = (WHATSAPP, INSTAGRAM)
@@ -341,6 +343,8 @@ def iter_entries(payload: Any, object_name: str, result: ParsedWebhook):
     for index, entry in enumerate(entries):
         where = f"entry[{index}]"
         if isinstance(entry, dict):
-            yield where, entry
+            # One NUL in a customer's text would make the whole POST unstorable (PostgreSQL
+            # text and jsonb refuse it): cleaned here, once, for every field parsed from it.
+            yield where, storable_json(entry)
         else:
             result.errors.append(f"{where}: not an object")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from channels_app import pacing
 from channels_app.models import ChannelAccount
 from conversations import outbound
 from conversations.models import Contact, Conversation, Message
@@ -57,27 +58,53 @@ def test_a_sent_message_is_never_sent_again(queued, fake_graph):
 
 def test_long_text_is_split_and_a_retry_continues_where_it_stopped(queued, fake_graph):
     message = queued(text=("word " * 1000).strip() + "\n\n" + ("more " * 300).strip())
-    fake_graph.fail_next(status=500, code=2, times=1)
-    # First part goes out, then the fake fails once... order: the failure applies to the first request.
+    fake_graph.respond_next(200, {"messages": [{"id": "wamid.PART1"}]})
+    fake_graph.fail_next(status=500, code=2, times=1)  # the second part fails once
     with pytest.raises(outbound.SendRetryableError):
         outbound.message_send(message_id=message.pk)
+    pacing.number_ok(account=queued.account)  # the number's pause is over
     assert outbound.message_send(message_id=message.pk) == "sent"
     message.refresh_from_db()
     texts = fake_graph.sent_texts()
-    assert len(message.raw["part_ids"]) == 2
+    assert len(message.raw["part_ids"]) == 2 and message.raw["part_ids"][0] == "wamid.PART1"
     assert all(len(t) <= 4096 for t in texts)
     assert len([r for r in fake_graph.message_sends(successful_only=True)]) == 2
 
 
-@pytest.mark.parametrize("status,code", [(429, 130429), (400, 130429), (400, 131056), (500, 2)])
-def test_throttling_and_server_errors_are_retried(queued, fake_graph, status, code):
+@pytest.mark.parametrize("status,code", [(429, 130429), (400, 130429), (400, 80007), (500, 2)])
+def test_throttling_and_server_errors_pause_the_number_then_send(queued, fake_graph, status, code):
     message = queued()
+    other = queued(text="Another customer's answer")
     fake_graph.fail_next(status=status, code=code)
-    with pytest.raises(outbound.SendRetryableError):
+    with pytest.raises(outbound.SendRetryableError) as first:
         outbound.message_send(message_id=message.pk)
+    assert first.value.countdown >= 0.5
+    # While the number is paused no message of it reaches Meta, not only the failed one.
+    with pytest.raises(outbound.SendRetryableError) as paced:
+        outbound.message_send(message_id=other.pk)
+    assert paced.value.countdown > 0
+    assert len(fake_graph.message_sends()) == 1
     message.refresh_from_db()
     assert message.status == "queued"
+    pacing.number_ok(account=queued.account)  # the pause is over
     assert outbound.message_send(message_id=message.pk) == "sent"
+    assert outbound.message_send(message_id=other.pk) == "sent"
+    assert pacing.number_paused_for(account=queued.account) == 0
+
+
+def test_a_pair_rate_limit_does_not_pause_the_number(queued, fake_graph):
+    message = queued()
+    fake_graph.fail_next(status=400, code=131056)
+    with pytest.raises(outbound.SendRetryableError):
+        outbound.message_send(message_id=message.pk)
+    assert pacing.number_paused_for(account=queued.account) == 0
+
+
+def test_the_pause_grows_while_meta_keeps_throttling(queued, fake_graph):
+    pauses = [pacing.number_trouble(account=queued.account, kind="throttled") for _ in range(5)]
+    assert pauses[-1] > pauses[0] and max(pauses) <= 60
+    assert pacing.number_paused_for(account=queued.account) >= pauses[0] * 0.9
+    assert pacing.number_trouble(account=queued.account, kind="throttled", retry_after=250) >= 250
 
 
 def test_a_timeout_is_retried(queued, fake_graph, settings):
@@ -124,11 +151,70 @@ def test_send_task_retries_then_delivers_once(queued, fake_graph, eager_tasks, s
 
     app.conf.task_eager_propagates = False  # eager retries re-run in place instead of raising
     message = queued()
-    fake_graph.fail_next(status=429, code=130429, times=2)
+    fake_graph.fail_next(status=400, code=131056, times=2)  # pair limit: no number pause
     message_send_task.apply(args=(message.pk,), throw=False)
     message.refresh_from_db()
     assert message.status == "sent"
     assert len(fake_graph.message_sends(successful_only=True)) == 1
+
+
+def test_a_send_is_retried_only_while_the_reply_is_useful(queued, fake_graph, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    message = queued()
+    error = outbound.SendRetryableError("Meta is down", countdown=30)
+    countdown = outbound.send_retry_countdown(message_id=message.pk, error=error, retries=3)
+    assert 30 <= countdown <= settings.CELERY_MAX_COUNTDOWN
+    # An hour later (SEND_RETRY_WINDOW_SECONDS) the next attempt is not worth it any more.
+    Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    assert outbound.send_retry_countdown(message_id=message.pk, error=error, retries=4) is None
+    message.refresh_from_db()
+    assert message.status == "failed" and message.failure_reason == "retries_exhausted"
+
+
+def test_the_customer_window_ends_retries_before_the_retry_window(queued, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.SEND_RETRY_WINDOW_SECONDS = 6 * 3600
+    message = queued()
+    Conversation.objects.filter(pk=message.conversation_id).update(
+        last_inbound_at=timezone.now() - timedelta(hours=23, minutes=59, seconds=50)
+    )
+    message = Message.objects.select_related("conversation").get(pk=message.pk)
+    assert outbound.send_deadline(message) < timezone.now() + timedelta(seconds=11)
+    error = outbound.SendRetryableError("Meta is down", countdown=20)
+    assert outbound.send_retry_countdown(message_id=message.pk, error=error, retries=0) is None
+
+
+def test_the_sweep_sends_exhausted_replies_again_while_the_window_is_open(
+    queued, fake_graph, settings, eager_tasks, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations import sweeper
+
+    message = queued()
+    conversation = Conversation.objects.filter(pk=message.conversation_id)
+    conversation.update(last_inbound_at=timezone.now() - timedelta(hours=2))
+    outbound.message_send_fail(message, "retries_exhausted", "Meta was down")
+    Message.objects.filter(pk=message.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweeper.failed_sends_sweep() == 1
+    message.refresh_from_db()
+    assert message.status == "sent" and message.raw["send_rounds"] == 1
+    assert fake_graph.sent_texts() == ["Our shop opens at 8am."]
+    # Once the customer's 24 hours are over, nothing is sent again.
+    late = queued(text="too late")
+    conversation.update(last_inbound_at=timezone.now() - timedelta(hours=25))
+    outbound.message_send_fail(late, "retries_exhausted", "Meta was down")
+    Message.objects.filter(pk=late.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+    assert sweeper.failed_sends_sweep() == 0
 
 
 def test_inbound_media_is_fetched_by_id_within_the_size_limit(queued, fake_graph, settings):
@@ -181,3 +267,16 @@ def test_instagram_replies_go_to_the_instagram_send_api(in_tenant_a, fake_graph,
     }
     message.refresh_from_db()
     assert message.external_id.startswith("mid.")
+
+
+def test_a_part_sent_but_not_recorded_is_not_sent_again(queued, fake_graph):
+    # The database connection died between Meta's answer and our write: the retry finds the
+    # part in Redis and does not send it twice.
+    message = queued()
+    assert outbound.message_send(message_id=message.pk) == "sent"
+    first_id = Message.objects.get(pk=message.pk).external_id
+    Message.objects.filter(pk=message.pk).update(status="queued", raw={}, external_id="")
+    assert outbound.message_send(message_id=message.pk) == "sent"
+    assert len(fake_graph.message_sends()) == 1
+    message.refresh_from_db()
+    assert message.external_id == first_id and message.raw["part_ids"] == [first_id]

@@ -252,6 +252,114 @@ def test_very_long_text_is_truncated_for_the_prompt_and_kept_whole(
     assert len(online.chat_calls[0]["messages"][-1]["content"]) < 2_500
 
 
+def test_a_failed_attempt_does_not_count_toward_the_low_confidence_streak(
+    account, online, in_tenant_a, eager_tasks, django_capture_on_commit_callbacks
+):
+    in_tenant_a.confidence_threshold = 0.99
+    in_tenant_a.save(update_fields=["confidence_threshold"])
+    online.fail_next(status=500, times=2)
+    message = receive(account, "Tell me about quantum physics")
+    for _ in range(2):  # two attempts fail on the LLM, then one answers
+        with pytest.raises(pipeline.ReplyRetryableError):
+            run(message, django_capture_on_commit_callbacks)
+    assert Conversation.objects.get(pk=message.conversation_id).low_confidence_streak == 0
+    assert run(message, django_capture_on_commit_callbacks) == "answered"
+    conversation = Conversation.objects.get(pk=message.conversation_id)
+    assert conversation.low_confidence_streak == 1 and conversation.mode == "bot"
+
+
+def test_a_message_whose_reply_keeps_failing_is_parked_after_n_attempts(
+    account, online, settings, in_tenant_a, eager_tasks, django_capture_on_commit_callbacks
+):
+    from wafaa import metrics
+
+    settings.REPLY_MAX_ATTEMPTS = 3
+    online.fail_next(status=500, times=2)
+    message = receive(account, "What are your opening hours?")
+    for _ in range(2):
+        with pytest.raises(pipeline.ReplyRetryableError):
+            run(message, django_capture_on_commit_callbacks)
+    message.refresh_from_db()
+    assert message.attempts == 2 and message.status == "processing"
+    # The attempt before the limit would fall back; here the message ran out (killed runs).
+    Message.objects.filter(pk=message.pk).update(attempts=3)
+    parked_before = metrics.REPLIES_PARKED.labels(reason="attempts_exhausted")._value.get()
+    calls = len(online.chat_calls)
+    assert run(message, django_capture_on_commit_callbacks) == "parked"
+    message.refresh_from_db()
+    assert message.status == "parked" and message.failure_reason == "attempts_exhausted"
+    assert len(online.chat_calls) == calls  # no LLM call paid for a parked message
+    assert replies() == []
+    after = metrics.REPLIES_PARKED.labels(reason="attempts_exhausted")._value.get()
+    assert after == parked_before + 1
+    # A person retries it from the admin: answered, once.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert pipeline.inbound_retry_parked(message_ids=[message.pk]) == 1
+    message.refresh_from_db()
+    assert message.status == "answered" and message.attempts == 1
+    assert len(replies()) == 1
+
+
+def test_the_last_attempt_answers_with_the_fallback_instead_of_failing(
+    account, online, settings, eager_tasks, django_capture_on_commit_callbacks
+):
+    settings.REPLY_MAX_ATTEMPTS = 2
+    online.fail_next(status=500, times=5)
+    message = receive(account, "What are your opening hours?")
+    with pytest.raises(pipeline.ReplyRetryableError):
+        run(message, django_capture_on_commit_callbacks)
+    assert run(message, django_capture_on_commit_callbacks) == "handoff"
+    conversation = Conversation.objects.get(pk=message.conversation_id)
+    assert conversation.handoff_reason == "llm_unavailable"
+
+
+def test_the_sweeper_parks_instead_of_rerunning_a_message_out_of_attempts(
+    account, settings, eager_tasks, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations import sweeper
+
+    settings.REPLY_MAX_ATTEMPTS = 3
+    message = receive(account, "What are your opening hours?")
+    Message.objects.filter(pk=message.pk).update(
+        status="processing",
+        attempts=3,
+        failure_reason="WorkerLostError",
+        updated_at=timezone.now() - timedelta(hours=1),
+    )
+    assert sweeper.inbound_sweep() == 1
+    message.refresh_from_db()
+    assert message.status == "parked" and message.failure_reason == "WorkerLostError"
+    assert replies() == []
+
+
+def test_a_redelivered_task_takes_over_the_lock_its_killed_run_left(
+    account, offline, redis_client, eager_tasks, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+
+    message = receive(account, "What are your opening hours?")
+    name = f"wafaa:conversation:{connection.schema_name}:{message.conversation_id}"
+    redis_client.set(name, "task-123", ex=50)  # what the killed run left behind
+    with pytest.raises(pipeline.ConversationBusyError):
+        run(message, django_capture_on_commit_callbacks, owner="another-task")
+    assert run(message, django_capture_on_commit_callbacks, owner="task-123") == "answered"
+    assert redis_client.get(name) is None  # released after the run
+
+
+def test_a_nul_byte_in_the_llm_answer_is_removed_not_looped(
+    account, online, fake_graph, eager_tasks, django_capture_on_commit_callbacks
+):
+    online.reply_with("We open at 8am.\u0000")
+    message = receive(account, "What are your opening hours?")
+    assert run(message, django_capture_on_commit_callbacks) == "answered"
+    [reply] = replies()
+    assert reply.text == "We open at 8am." and reply.status == "sent"
+
+
 def test_offline_every_question_of_a_burst_is_answered_in_one_message(
     account, offline, fake_graph, eager_tasks, django_capture_on_commit_callbacks
 ):

@@ -40,8 +40,10 @@ def test_vector_search_works_inside_a_client_schema(in_tenant_a):
     far = [0.0, 1.0] + [0.0] * 510
     Chunk.objects.create(document=doc, ordinal=0, text="near", embedding=near)
     Chunk.objects.create(document=doc, ordinal=1, text="far", embedding=far)
-    ranked = Chunk.objects.order_by(CosineDistance("embedding", near)).values_list(
-        "text", flat=True
+    ranked = (
+        Chunk.objects.filter(document=doc)
+        .order_by(CosineDistance("embedding", near))
+        .values_list("text", flat=True)
     )
     assert list(ranked) == ["near", "far"]
 

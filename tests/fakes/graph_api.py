@@ -261,6 +261,7 @@ class FakeGraphApi:
             self._scripts.clear()
             self._media.clear()
             self._accounts.clear()
+            self._incident = None
             self._permissions.clear()
             self._templates.clear()
             self.uploads.clear()
@@ -323,8 +324,22 @@ class FakeGraphApi:
 
     # -- used by the handler --
 
+    def incident(self, seconds: float, status: int = 500, code: int | None = 2, *, hang=0.0):
+        """For the next `seconds`, answer every request like Meta in an incident: with a Graph
+        error (`status`, `code`) after `hang` seconds (0: at once). A hung request is not
+        applied: it ends as a 504 when it ends at all, like an overloaded front end."""
+        if hang:
+            status, code = 504, None
+        body = {"error": {"message": f"(#{code}) Fake incident", "code": code}}
+        script = _Script(status, body, delay=hang)
+        with self._lock:
+            self._incident = (time.monotonic() + seconds, script)
+
     def _next_script(self) -> _Script | None:
         with self._lock:
+            incident = getattr(self, "_incident", None)
+            if incident and time.monotonic() < incident[0]:
+                return incident[1]
             return self._scripts.pop(0) if self._scripts else None
 
     def _record(self, request: RecordedRequest) -> None:
