@@ -316,6 +316,11 @@ class Workers:
         return self.replies.output() + self.rest.output()
 
     @property
+    def name(self) -> str:
+        """The `replies` worker's name (tests that look for one live worker's heartbeat)."""
+        return self.replies.name
+
+    @property
     def proc(self):
         """The process of the worker that runs ingestion (tests that watch that worker)."""
         return self.rest.proc
