@@ -26,8 +26,9 @@ for minutes, and every other client's customers would wait behind them. So:
   may have): its new replies wait in its line, the refused reply retries after the pause
   (sent past the line) and, ending, releases the line. Other clients are untouched.
 
-Nothing here is the record: if Redis loses the lines, the messages are still `received` in
-the database and the sweeper sends them again.
+Nothing here is the record: if Redis loses the lines, or a worker dies between giving a
+waiting message a slot and sending its task, the message is still `received` in the database
+and the sweeper sends it again (its slot, if still held, lets it straight through).
 """
 
 from __future__ import annotations
