@@ -7,9 +7,10 @@ import random
 import requests
 from celery import shared_task
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from channels_app import graph
-from conversations import handoff, notifications, outbound, pipeline, sweeper
+from conversations import handoff, inbound, notifications, outbound, pipeline, sweeper
 from wafaa.tasks import ClientTask, WafaaTask
 
 
@@ -128,3 +129,29 @@ def legacy_message_send_task(self, message_id):
 @shared_task(base=ClientTask, name="channels_app.tasks.message_mark_read_task")
 def legacy_message_mark_read_task(message_id):
     outbound.message_mark_read(message_id=message_id)
+
+
+@shared_task(
+    base=WafaaTask,
+    name="conversations.tasks.inbox_drain_task",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=30,
+    max_retries=5,
+)
+def inbox_drain_task(client_id):
+    """Drain one client's webhook inbox; sends itself again while events remain."""
+    result = inbound.inbox_drain(client_id=client_id)
+    if result.more:
+        inbox_drain_task.delay(client_id)
+    return {"events": result.events, "accepted": result.accepted, "statuses": result.statuses}
+
+
+@shared_task(base=WafaaTask, name="conversations.tasks.inbox_sweep_task")
+def inbox_sweep_task():
+    """Beat: drain the inboxes no nudge reached (Redis was down), prune old events."""
+    waiting = inbound.inbox_clients_waiting()
+    for client_id in waiting:
+        inbox_drain_task.delay(client_id)
+    return {"drained": len(waiting), "pruned": inbound.inbox_prune()}

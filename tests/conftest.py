@@ -50,9 +50,11 @@ def clean_api_state(redis_client):
     """The client cache and rate-limit counters outlive a test's rolled-back transaction:
     a client cached with one test's settings, or requests counted by earlier tests, must not
     leak into the next test."""
+    from channels_app import routing
     from tests.tenants.factories import reset_api_state
 
     reset_api_state(redis_client)
+    routing.forget()  # routes cached from a rolled-back test's accounts must not linger
     yield
     reset_api_state(redis_client)
 

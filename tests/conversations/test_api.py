@@ -167,7 +167,8 @@ def test_usage_counts_messages(as_agent, tenant_a, conversation):
     assert as_agent.get(url(tenant_a, "usage?from=notadate")).status_code == 400
 
 
-def test_channel_accounts_hide_secrets_and_need_admin(api, as_agent, tenant_a):
+def test_channel_accounts_hide_secrets_and_need_admin(api, as_agent, tenant_a, fake_graph):
+    fake_graph.add_account("123456789012345", "EAAsecret-token-value")  # Meta accepts the token
     owner = get_user_model().objects.create_user(
         "owner-a@example.com", "owner-a@example.com", "pw-123456789"
     )
