@@ -154,17 +154,21 @@ def webhook_authenticate(
 def webhook_accept(*, kind: str, slug: str | None, raw_body: bytes, signature: str | None) -> int:
     """Verify a webhook POST and record it in the durable inbox (one INSERT); returns how
     many clients' inboxes got it. Entries of accounts that did not verify are never
-    processed; inactive accounts and suspended clients are acknowledged and not stored."""
-    routes = webhook_authenticate(kind=kind, slug=slug, raw_body=raw_body, signature=signature)
-    receiving = [r for r in routes if r.receiving]
-    if len(receiving) < len(routes):
-        metrics.WEBHOOK_EVENTS.labels(channel=kind, result="inactive").inc(
-            len(routes) - len(receiving)
-        )
-        logger.info("webhook for an inactive account or client: not processed")
+    processed; inactive accounts and suspended clients are acknowledged and not stored.
+
+    The database unreachable (routing or the INSERT) is a fast 503, so Meta redelivers:
+    never a 200 for something not stored."""
     try:
+        routes = webhook_authenticate(kind=kind, slug=slug, raw_body=raw_body, signature=signature)
+        receiving = [r for r in routes if r.receiving]
+        if len(receiving) < len(routes):
+            metrics.WEBHOOK_EVENTS.labels(channel=kind, result="inactive").inc(
+                len(routes) - len(receiving)
+            )
+            logger.info("webhook for an inactive account or client: not processed")
         stored = inbox.inbox_store(kind=kind, raw_body=raw_body, routes=receiving)
     except DatabaseError:
+        metrics.WEBHOOK_EVENTS.labels(channel=kind, result="unavailable").inc()
         logger.exception("webhook not stored: the database is unavailable")
         raise InboxUnavailableError("The webhook could not be stored; Meta will retry.") from None
     if stored:

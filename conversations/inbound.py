@@ -71,22 +71,26 @@ def inbox_drain(*, client_id: int, max_batches: int | None = None) -> DrainResul
     for _ in range(max_batches or settings.INBOX_MAX_BATCHES_PER_DRAIN):
         result = inbox_drain_batch(client=client)
         total.add(result)
-        if result.events == 0:
+        if result.events < settings.INBOX_BATCH_SIZE:
+            # Drained: an event stored after this claim nudges a drain of its own.
             return total
     total.more = True
     return total
 
 
+# clock_timestamp(), not now(): now() is the transaction's start, a lease is wall-clock time.
 _CLAIM = """
-UPDATE {table} SET attempts = attempts + 1, leased_until = now() + make_interval(secs => %s)
+UPDATE {table}
+SET attempts = attempts + 1, leased_until = clock_timestamp() + make_interval(secs => %s)
 WHERE id IN (
     SELECT id FROM {table}
-    WHERE client_id = %s AND state = 'pending' AND (leased_until IS NULL OR leased_until < now())
+    WHERE client_id = %s AND state = 'pending'
+      AND (leased_until IS NULL OR leased_until < clock_timestamp())
       AND {attempts}
     ORDER BY id LIMIT %s
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id
+RETURNING *
 """
 
 
@@ -95,10 +99,10 @@ def _claim(client: Client, *, retried: bool) -> list[InboxEvent]:
     ones, or ones that failed before. Committed at once, so a crash still counts."""
     table = connection.ops.quote_name(InboxEvent._meta.db_table)
     sql = _CLAIM.format(table=table, attempts="attempts > 0" if retried else "attempts = 0")
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, [settings.INBOX_LEASE_SECONDS, client.pk, settings.INBOX_BATCH_SIZE])
-        ids = [row[0] for row in cursor.fetchall()]
-    return list(InboxEvent.objects.filter(pk__in=ids).order_by("pk")) if ids else []
+    params = [settings.INBOX_LEASE_SECONDS, client.pk, settings.INBOX_BATCH_SIZE]
+    with transaction.atomic():
+        events = list(InboxEvent.objects.raw(sql, params))
+    return sorted(events, key=lambda event: event.pk)
 
 
 def inbox_drain_batch(*, client: Client) -> DrainResult:
@@ -252,18 +256,16 @@ class _Batch:
     def apply_statuses(self, errors: dict[int, list[str]]) -> None:
         if not self.statuses:
             return
-        try:
-            with transaction.atomic():
-                self.result.statuses += len(
-                    message_statuses_apply(updates=[u for _, u in self.statuses])
-                )
+        try:  # message_statuses_apply is atomic: a failure rolls back only the statuses
+            self.result.statuses += len(
+                message_statuses_apply(updates=[u for _, u in self.statuses])
+            )
             return
         except Exception:
             logger.warning("bulk status update failed; applying one by one", exc_info=True)
         for event_id, update in self.statuses:  # find the one that fails, keep the others
             try:
-                with transaction.atomic():
-                    self.result.statuses += len(message_statuses_apply(updates=[update]))
+                self.result.statuses += len(message_statuses_apply(updates=[update]))
             except Exception as exc:
                 errors[event_id].append(f"status {update.external_id}: {exc!r}"[:500])
 
