@@ -132,8 +132,14 @@ def start_gunicorn(
 
 
 def start_worker(
-    env: dict, concurrency: int = 2, queues: str = "replies,default,ingest"
+    env: dict,
+    concurrency: int = 2,
+    queues: str = "replies,default,ingest",
+    pool: str = "prefork",
+    name: str = "",
+    extra: list[str] | None = None,
 ) -> Process:
+    name = name or f"bench-{os.getpid()}"
     proc = Process(
         [
             sys.executable,
@@ -142,6 +148,8 @@ def start_worker(
             "-A",
             "config",
             "worker",
+            "--pool",
+            pool,
             "--concurrency",
             str(concurrency),
             "-Q",
@@ -151,20 +159,52 @@ def start_worker(
             "--loglevel",
             "WARNING",
             "-n",
-            f"bench-{os.getpid()}@%h",
+            f"{name}@%h",
+            *(extra or []),
         ],
         env,
-        "worker",
+        name,
     )
     from wafaa import heartbeat
     from wafaa.redis import get_redis
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if any(w.startswith(f"bench-{os.getpid()}@") for w in heartbeat.live_workers(get_redis())):
+        if any(w.startswith(f"{name}@") for w in heartbeat.live_workers(get_redis())):
             return proc
+        if proc.proc.poll() is not None:
+            break
         time.sleep(0.1)
     raise RuntimeError(f"worker did not start; see {proc.log_path}")
+
+
+def process_tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (Linux /proc), in MB."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    total_kb, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+        todo.extend(children.get(current, []))
+    return round(total_kb / 1024, 1)
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def wait_http(url: str, timeout: float = 30) -> None:

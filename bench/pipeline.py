@@ -1,20 +1,33 @@
 """End-to-end throughput: signed webhooks in, replies counted at a fake Graph API.
 
     DJANGO_SETTINGS_MODULE=config.settings .venv/bin/python bench/pipeline.py [--messages 400]
+        [--llm-latency 1.5] [--pool prefork|threads|gevent] [--concurrency N]
+        [--reply-workers N] [--rate 40 --duration 20] [--name pipeline]
 
-gunicorn (2 workers) and one Celery worker (concurrency 2) on the real PostgreSQL and Redis,
-a zero-latency fake OpenAI server and a fake Graph API (the tests' fakes), burst quiet period 0.
-Each message comes from its own customer (no burst batching). Reports messages/s end to end,
-p50/p95 from webhook POST to the reply reaching the fake Graph API, and, in the same run on the
-same broker and worker, the throughput of a no-op Celery task as the baseline ratio.
-Writes bench/results/pipeline.json.
+gunicorn (2 workers) and Celery workers on the real PostgreSQL and Redis, the fake OpenAI
+server (answering after --llm-latency seconds, 0 by default) and the fake Graph API (after
+--graph-latency seconds: 0.1 by default when the LLM is slow, else 0), burst quiet period 0.
+Each message comes from its own customer (no burst batching).
+
+Worker layout: `--pool prefork` without `--reply-workers` is the first release's single worker
+(all queues, prefork, concurrency 2). Otherwise the Procfile's layout: `--reply-workers` processes
+on the `replies` queue with `--pool`/`--concurrency`, and one prefork worker for `default` and
+`ingest`.
+
+Reports messages/s end to end for a burst, p50/p95 from webhook POST to the reply reaching the
+fake Graph API (light load, burst, and with `--rate` a steady arrival rate), the peak RSS of
+the reply workers (all processes), the machine's load average, and, in the same run on the same
+broker and workers, the throughput of a no-op Celery task as the baseline ratio.
+Writes bench/results/<name>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +38,8 @@ from bench.common import (
     bench_client,
     child_env,
     free_port,
+    load_average,
+    process_tree_rss_mb,
     setup_django,
     start_gunicorn,
     start_worker,
@@ -38,9 +53,19 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--latency-messages", type=int, default=50)
+    parser.add_argument("--llm-latency", type=float, default=0.0)
+    parser.add_argument("--graph-latency", type=float, default=None)
+    parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "gevent"])
+    parser.add_argument("--concurrency", type=int, default=None)
+    parser.add_argument("--reply-workers", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=0.0, help="steady messages/s (0: skip)")
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--name", default="pipeline")
     options = parser.parse_args()
-
-    import os
+    if options.graph_latency is None:
+        options.graph_latency = 0.1 if options.llm_latency else 0.0
+    legacy = options.pool == "prefork" and not options.reply_workers
+    concurrency = options.concurrency or (2 if options.pool == "prefork" else 100)
 
     setup_django()
     from django.conf import settings
@@ -76,7 +101,8 @@ def main() -> int:
         if not Document.objects.exists():
             add_faq_knowledge()
 
-    graph, llm = FakeGraphApi().start(), FakeOpenAI().start()
+    graph = FakeGraphApi(latency=options.graph_latency).start()
+    llm = FakeOpenAI(latency=options.llm_latency).start()
     env = child_env(
         CELERY_BROKER_URL=broker,
         GRAPH_API_BASE_URL=graph.url,
@@ -89,7 +115,38 @@ def main() -> int:
     )
     port = free_port()
     web = start_gunicorn(env, port, workers=2)
-    worker = start_worker(env, concurrency=2)
+    workers, reply_workers = [], []
+    if legacy:
+        workers.append(start_worker(env, concurrency=2))
+        reply_workers = list(workers)
+    else:
+        for n in range(options.reply_workers or 1):
+            reply_workers.append(
+                start_worker(
+                    env,
+                    concurrency=concurrency,
+                    queues="replies",
+                    pool=options.pool,
+                    name=f"bench-replies{n}-{os.getpid()}",
+                )
+            )
+        workers = [
+            *reply_workers,
+            start_worker(
+                env, concurrency=1, queues="default,ingest", name=f"bench-dflt-{os.getpid()}"
+            ),
+        ]
+    peak_rss = [0.0]
+    sampling = threading.Event()
+
+    def sample_rss() -> None:
+        while not sampling.wait(0.5):
+            rss = sum(process_tree_rss_mb(w.proc.pid) for w in reply_workers)
+            peak_rss[0] = max(peak_rss[0], rss)
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
+    load_before = load_average()
     results: dict = {}
     try:
         # Baseline: no-op tasks through the same broker and worker.
@@ -139,6 +196,29 @@ def main() -> int:
             if r.json.get("to") in sent_at
         ]
 
+        steady: dict = {}
+        if options.rate:
+            # A steady arrival rate: the p95 a customer sees when the load is sustained.
+            graph.reset()
+            total = int(options.rate * options.duration)
+            begin = time.monotonic()
+            with ThreadPoolExecutor(options.senders * 4) as pool:
+                for n in range(total):
+                    delay = begin + n / options.rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    pool.submit(post, 2_000_000 + n)
+            graph.wait_for(total, timeout=300)
+            steady = summary_ms(
+                [
+                    r.received_at - sent_at[r.json["to"]]
+                    for r in graph.message_sends()
+                    if r.json.get("to") in sent_at
+                ]
+            )
+            steady["rate_per_second"] = options.rate
+            steady["duration_s"] = options.duration
+
         # Throughput: everything at once from several senders; latency here includes queueing.
         graph.reset()
         started = time.monotonic()
@@ -157,19 +237,29 @@ def main() -> int:
             "end_to_end_messages_per_second": round(rate, 1),
             "webhook_to_reply_light_load": summary_ms(light),
             "webhook_to_reply_under_burst": summary_ms(latencies),
+            "webhook_to_reply_steady": steady,
+            "reply_workers_peak_rss_mb": peak_rss[0],
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
             "noop_task_per_second": round(noop_rate, 1),
             "ratio_to_noop": round(rate / noop_rate, 3),
             "setup": {
                 "gunicorn_workers": 2,
-                "celery_concurrency": 2,
+                "layout": "one worker, all queues" if legacy else "replies apart",
+                "pool": options.pool,
+                "reply_workers": len(reply_workers),
+                "celery_concurrency": 2 if legacy else concurrency,
                 "senders": options.senders,
-                "llm": "fake, zero latency",
+                "llm_latency_s": options.llm_latency,
+                "graph_latency_s": options.graph_latency,
                 "quiet_period_s": 0,
                 "embedder": "hashing",
             },
         }
     finally:
-        worker.stop()
+        sampling.set()
+        for worker in workers:
+            worker.stop()
         web.stop()
         graph.stop()
         llm.stop()
@@ -186,7 +276,16 @@ def main() -> int:
         f"no-op task : {results['noop_task_per_second']} tasks/s; "
         f"ratio {results['ratio_to_noop']} (goal >= 0.3)"
     )
-    write_results("pipeline", results)
+    if results["webhook_to_reply_steady"]:
+        steady = results["webhook_to_reply_steady"]
+        print(
+            f"steady     : {options.rate}/s, p50 {steady['p50_ms']} ms, p95 {steady['p95_ms']} ms"
+        )
+    print(
+        f"reply workers: peak RSS {results['reply_workers_peak_rss_mb']} MB; load average "
+        f"{results['load_average_before']} -> {results['load_average_after']}"
+    )
+    write_results(options.name, results)
     return 0
 
 

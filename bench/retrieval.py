@@ -112,7 +112,9 @@ def load(client, n: int, rng, vocab) -> tuple[np.ndarray, float]:
                     [document_ids[i % DOCUMENTS], i // DOCUMENTS, text, 30,
                      json.dumps({"kind": "text"}), vectors[i], EMBEDDER_NAME, now]
                 )  # fmt: skip
-        conn.execute("UPDATE knowledge_chunk SET search_vector = to_tsvector('simple', text)")
+        from knowledge.selectors import SEARCH_VECTOR_SQL  # after Django is set up
+
+        conn.execute(f"UPDATE knowledge_chunk SET search_vector = {SEARCH_VECTOR_SQL}")
         loaded = time.perf_counter()
         conn.execute(
             "CREATE INDEX chunk_embedding_hnsw ON knowledge_chunk USING hnsw "

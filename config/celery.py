@@ -93,15 +93,11 @@ def _serve_worker_metrics(**kwargs):
 
     if not settings.WORKER_METRICS_PORT:
         return
-    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+    from prometheus_client import start_http_server
 
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+    from wafaa.metrics_export import scrape_registry
 
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    start_http_server(settings.WORKER_METRICS_PORT, registry=registry)
+    start_http_server(settings.WORKER_METRICS_PORT, registry=scrape_registry())
     logging.getLogger("wafaa.worker").info(
         "worker metrics on port %s", settings.WORKER_METRICS_PORT
     )

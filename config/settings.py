@@ -335,6 +335,8 @@ CELERY_TASK_ROUTES = {
     "conversations.tasks.inbox_sweep_task": {"queue": "default"},
     "knowledge.*": {"queue": "ingest"},
 }
+# Beat writes a heartbeat on each tick (its container's health check reads it).
+CELERY_BEAT_SCHEDULER = "wafaa.beat:HeartbeatScheduler"
 CELERY_BEAT_SCHEDULE = {
     "inbound-sweep": {
         "task": "conversations.tasks.fan_out_to_clients_task",
@@ -352,6 +354,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "queue-depth": {"task": "wafaa.queue_depth_sample_task", "schedule": 15},
     "inbox-sweep": {"task": "conversations.tasks.inbox_sweep_task", "schedule": 15},
+    "resources": {"task": "wafaa.resources_sample_task", "schedule": 30},
     "ingest-sweep": {
         "task": "conversations.tasks.fan_out_to_clients_task",
         "schedule": 300,

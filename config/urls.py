@@ -4,13 +4,13 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from wafaa import client_admin, health
+from wafaa import client_admin, health, metrics_export
 from wafaa.api import views as core_views
 
 urlpatterns = [
     path("health", health.health_view, name="health"),
     path("ready", health.ready_view, name="ready"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics_export.metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("tenants.api.urls")),

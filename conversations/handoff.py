@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,6 +14,7 @@ from conversations import notifications, services
 from conversations.models import Conversation, Message
 from wafaa import metrics
 from wafaa.errors import ApplicationError
+from wafaa.text import normalize
 
 logger = logging.getLogger(__name__)
 
@@ -29,18 +29,11 @@ class WindowClosedError(ApplicationError):
     status_code = 422
 
 
-def _normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
-    # Arabic: drop diacritics and unify alef forms so "إنسان" matches "انسان".
-    text = re.sub(r"[\u064B-\u0652\u0640]", "", text)
-    return re.sub("[\u0622\u0623\u0625]", "\u0627", text)  # آ أ إ -> ا
-
-
 def asks_for_person(text: str, keywords: list[str]) -> bool:
     """Does the customer ask for a person? Whole-word match of the client's keywords."""
-    normalised = _normalise(text)
+    normalised = normalize(text)
     for keyword in keywords or []:
-        pattern = r"(?<!\w)" + re.escape(_normalise(keyword)) + r"(?!\w)"
+        pattern = r"(?<!\w)" + re.escape(normalize(keyword)) + r"(?!\w)"
         if re.search(pattern, normalised):
             return True
     return False

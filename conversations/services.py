@@ -147,7 +147,8 @@ def message_receive(*, account, inbound: InboundMessage) -> tuple[Message | None
 
 
 def _message_mark_deleted(inbound: InboundMessage) -> Message | None:
-    message = Message.objects.filter(external_id=inbound.external_id).first()
+    target = inbound.target_external_id or inbound.external_id
+    message = Message.objects.filter(external_id=target).first()
     if message is not None:
         # The customer unsent it: keep the record, drop the content.
         message.text = ""

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from knowledge.extraction import ExtractedDocument, Section
+from wafaa.text import split_sentences
 
 _WORD_PIECES = re.compile(r"\w+|[^\w\s]")
 
@@ -56,9 +57,6 @@ _A_LINE = re.compile(
 _BOLD_QUESTION = re.compile(r"^\s*(?:\*\*|__)(?P<q>[^\n]+?[?؟])\s*(?:\*\*|__)\s*$")
 _PLAIN_QUESTION = re.compile(r"^[^\n]{3,200}[?؟]$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
-# Sentence ends: . ! ? … plus the Arabic question mark and full stop (U+061F, U+06D4),
-# optionally followed by closing quotes or brackets.
-_SENTENCE_END = re.compile(r"(?<=[.!?\u061f\u06d4\u2026])[\"'\u201d\u2019)\]]*\s+")
 
 
 def chunk_document(
@@ -102,8 +100,9 @@ def chunk_document(
                 packer.add(unit)
         packer.flush(reset_overlap=True)
 
-    for question, answer in doc.faq_pairs:
-        emit(_faq_text(question, answer), {"kind": "faq", "question": question})
+    for index, (question, answer) in enumerate(doc.faq_pairs):
+        meta = doc.faq_meta[index] if index < len(doc.faq_meta) else {}
+        emit(_faq_text(question, answer), {"kind": "faq", "question": question, **meta})
     return chunks
 
 
@@ -315,11 +314,6 @@ def _split_to_fit(text: str, limit: int) -> list[str]:
     if current:
         packed.append(" ".join(current))
     return [p for p in packed if p.strip()]
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split after sentence-ending punctuation (Latin and Arabic) followed by space."""
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
 
 
 def _split_words(text: str, limit: int) -> list[str]:

@@ -115,6 +115,9 @@ class ExtractedDocument:
     text: str
     sections: list[Section] = field(default_factory=list)
     faq_pairs: list[tuple[str, str]] = field(default_factory=list)
+    # Per FAQ pair, when the file says more than the pair (bilingual CSV rows): `entry` (the
+    # row), `language` of this version and `answers` ({language: answer}) of the whole row.
+    faq_meta: list[dict] = field(default_factory=list)
     title: str | None = None
     page_count: int | None = None
     # Things the uploader should know although the file was accepted (skipped pages, rows).
@@ -536,7 +539,29 @@ def _delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _parse_csv(text: str) -> tuple[list[tuple[str, str]], list[str]]:
+# A header "question_en", "Question (AR)", "answer-fr", "السؤال_ar": one language's column of
+# a bilingual FAQ (one row per entry, a question and an answer column per language).
+_LANGUAGE_HEADER = re.compile(r"^(?P<base>.+?)[\s_:\-(\[]+(?P<language>[a-z]{2})[)\]]?$")
+
+
+def _csv_columns(headers: list[str]) -> list[tuple[str | None, int, int]]:
+    """(language or None, question column, answer column) for each complete pair of columns."""
+    found: dict[str | None, dict[str, int]] = {}
+    for index, header in enumerate(headers):
+        match = _LANGUAGE_HEADER.match(header)
+        base, language = (
+            (match.group("base").strip(), match.group("language")) if match else (header, None)
+        )
+        if base not in _QUESTION_HEADERS and base not in _ANSWER_HEADERS:
+            base, language = header, None
+        role = "q" if base in _QUESTION_HEADERS else "a" if base in _ANSWER_HEADERS else None
+        if role:
+            found.setdefault(language, {}).setdefault(role, index)
+    return [(lang, cols["q"], cols["a"]) for lang, cols in found.items() if len(cols) == 2]
+
+
+def _parse_csv(text: str) -> tuple[list[list[tuple[str, str, str | None]]], list[str]]:
+    """The FAQ entries of a CSV: per row, its (question, answer, language) versions."""
     text = normalize_newlines(text).lstrip("\ufeff")
     first_line = text.split("\n", 1)[0]
     try:
@@ -549,25 +574,29 @@ def _parse_csv(text: str) -> tuple[list[tuple[str, str]], list[str]]:
     if not rows:
         raise ExtractionError(EMPTY_FILE, "The CSV file is empty.")
     headers = [unicodedata.normalize("NFC", h).strip().lower() for h in rows[0]]
-    q_col = next((i for i, h in enumerate(headers) if h in _QUESTION_HEADERS), None)
-    a_col = next((i for i, h in enumerate(headers) if h in _ANSWER_HEADERS), None)
-    if q_col is None or a_col is None:
+    columns = _csv_columns(headers)
+    if not columns:
         found = ", ".join(h for h in headers if h) or "none"
         raise ExtractionError(
             CSV_MISSING_COLUMNS,
             "A CSV must have a 'question' column and an 'answer' column in its first row "
+            "(or one pair per language: question_en, answer_en, question_ar, answer_ar) "
             f"(found: {found}). Rename the header cells and upload again.",
         )
-    pairs: list[tuple[str, str]] = []
+    entries: list[list[tuple[str, str, str | None]]] = []
     skipped = 0
     for row in rows[1:]:
-        question = normalize_text(row[q_col]) if q_col < len(row) else ""
-        answer = normalize_text(row[a_col]) if a_col < len(row) else ""
-        if question and answer:
-            pairs.append((question, answer))
+        versions = []
+        for language, q_col, a_col in columns:
+            question = normalize_text(row[q_col]) if q_col < len(row) else ""
+            answer = normalize_text(row[a_col]) if a_col < len(row) else ""
+            if question and answer:
+                versions.append((question, answer, language))
+        if versions:
+            entries.append(versions)
         else:
             skipped += 1
-    if not pairs:
+    if not entries:
         raise ExtractionError(
             CSV_NO_ROWS,
             "The CSV has question and answer columns but no row with both filled in. "
@@ -576,13 +605,26 @@ def _parse_csv(text: str) -> tuple[list[tuple[str, str]], list[str]]:
     warnings = []
     if skipped:
         warnings.append(f"{skipped} row(s) without both a question and an answer were skipped.")
-    return pairs, warnings
+    return entries, warnings
 
 
 def _extract_csv(text: str) -> ExtractedDocument:
-    pairs, warnings = _parse_csv(text)
+    entries, warnings = _parse_csv(text)
+    pairs: list[tuple[str, str]] = []
+    meta: list[dict] = []
+    for number, versions in enumerate(entries, start=1):
+        answers = {language: answer for _, answer, language in versions if language}
+        for question, answer, language in versions:
+            pairs.append((question, answer))
+            meta.append(
+                {"entry": number, "language": language, "answers": answers}
+                if language
+                else {"entry": number}
+            )
     rendered = "\n\n".join(f"Q: {q}\nA: {a}" for q, a in pairs)
-    return ExtractedDocument(kind="csv", text=rendered, faq_pairs=pairs, warnings=warnings)
+    return ExtractedDocument(
+        kind="csv", text=rendered, faq_pairs=pairs, faq_meta=meta, warnings=warnings
+    )
 
 
 _PDF_NO_TEXT_MESSAGE = (

@@ -21,7 +21,7 @@ from pgvector.django import CosineDistance
 from psycopg import errors as psycopg_errors
 
 from knowledge.models import Chunk, Document
-from wafaa.ai.embeddings import STOPWORDS, normalize_for_matching
+from wafaa.text import STOPWORDS, normalize, normalize_sql
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,10 @@ _WORD = re.compile(r"\w+")
 # The Arabic article with its proclitics (and, so, with, like, for): "والتوصيل" -> "توصيل".
 _ARABIC_PREFIX = re.compile(r"^(?:[وف]?[بك]?ال|[وف]?لل)(?=\w{2,})")
 _ARABIC = re.compile("[\u0600-\u06ff]")
+# The full-text column holds the chunk's words normalised like the query's (wafaa.text), so
+# "خدمه" finds "خدمة" and "٣٠" finds "30". 'simple': no stemming, no stopwords, the same for
+# Arabic, English and French.
+SEARCH_VECTOR_SQL = f"to_tsvector('simple', {normalize_sql('text')})"
 
 
 def document_list(*, status: str | None = None) -> QuerySet[Document]:
@@ -117,7 +121,7 @@ def keyword_terms(query: str) -> list[str]:
     Falls back to every word when all are stopwords ("what is it?" still searches).
     """
     words = [w for w in _WORD.findall(query.casefold()) if len(w) > 1]
-    content = [w for w in words if normalize_for_matching(w) not in STOPWORDS]
+    content = [w for w in words if normalize(w) not in STOPWORDS]
     chosen = content or words
     return list(dict.fromkeys(chosen))[:MAX_KEYWORD_TERMS]
 
@@ -132,12 +136,13 @@ def _tsquery(terms: list[str]) -> str:
     """
     lexemes: list[str] = []
     for term in terms:
-        variants = [term]
+        # The raw word too: chunks indexed before the index was normalised hold it as is.
+        variants = [normalize(term), term]
         if _ARABIC.search(term):
-            stem = _ARABIC_PREFIX.sub("", term)
+            stems = [_ARABIC_PREFIX.sub("", v) for v in variants]
             # Stored words usually carry the article: match "التوصيل" for "توصيل" too.
-            variants = list(dict.fromkeys([term, stem, "ال" + stem]))
-        for variant in variants:
+            variants = [*variants, *stems, *("ال" + stem for stem in stems)]
+        for variant in dict.fromkeys(variants):
             lexemes.append(f"'{variant}':*" if len(variant) >= 4 else f"'{variant}'")
     return " | ".join(dict.fromkeys(lexemes))
 

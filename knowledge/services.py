@@ -410,10 +410,10 @@ def _ingest_claimed(document: Document, version: int, embedder: Embedder) -> str
             return "superseded"
         Chunk.objects.filter(document_id=document.pk).delete()
         Chunk.objects.bulk_create(chunks, batch_size=500)
-        # 'simple': no stemming and no stopwords, the same for Arabic, English and French.
         with connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE knowledge_chunk SET search_vector = to_tsvector('simple', text) "
+                # A constant expression of ours, no input in it.
+                f"UPDATE knowledge_chunk SET search_vector = {selectors.SEARCH_VECTOR_SQL} "  # noqa: S608
                 "WHERE document_id = %s",
                 [document.pk],
             )

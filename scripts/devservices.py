@@ -289,6 +289,10 @@ def _vk_start(state: dict) -> int:
             # The broker's queues must never be evicted: losing a key is losing a task trigger.
             "--maxmemory-policy",
             "noeviction",
+            # ...and with noeviction, a limit: writes fail (and the alert fires) long before
+            # Redis eats the machine.
+            "--maxmemory",
+            "512mb",
             "--protected-mode",
             "no",
             "--logfile",

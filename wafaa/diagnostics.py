@@ -36,6 +36,14 @@ def queue_depth_sample_task() -> dict:
     return depths
 
 
+@shared_task(name="wafaa.resources_sample_task")
+def resources_sample_task() -> dict:
+    """Redis memory and PostgreSQL connections into their gauges (beat)."""
+    from wafaa.resources import sample_backing_services
+
+    return sample_backing_services()
+
+
 @shared_task(name="wafaa.noop_task")
 def noop_task(counter_key: str) -> None:
     """Does nothing but count itself: the baseline for task throughput (bench/pipeline.py)."""

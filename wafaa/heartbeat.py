@@ -31,3 +31,19 @@ def live_workers(client) -> list[str]:
         member.decode() if isinstance(member, bytes) else member
         for member in client.zrangebyscore(KEY, now - LIVE_AFTER_SECONDS, "+inf")
     ]
+
+
+# Beat's own heartbeat (wafaa.beat.HeartbeatScheduler): one key with the time of its last tick.
+BEAT_KEY = "wafaa:beat:heartbeat"
+BEAT_EVERY_SECONDS = 5
+BEAT_LIVE_AFTER_SECONDS = 60
+
+
+def beat_scheduler(client, now: float | None = None) -> None:
+    client.set(BEAT_KEY, str(now or time.time()), ex=24 * 3600)
+
+
+def beat_age(client) -> float | None:
+    """Seconds since beat last ticked, or None when it never did."""
+    value = client.get(BEAT_KEY)
+    return None if value is None else max(0.0, time.time() - float(value))

@@ -97,3 +97,29 @@ def count_client_message(client_slug: str, direction: str) -> None:
 
     if settings.PROMETHEUS_PER_CLIENT_LABELS:
         CLIENT_MESSAGES.labels(client=client_slug, direction=direction).inc()
+
+
+# --- resources (wafaa/resources.py samples them; process CPU/memory are read at scrape) ----
+HTTP_IN_FLIGHT = Gauge(
+    "wafaa_http_requests_in_flight",
+    "HTTP requests being handled right now, over every web process",
+    multiprocess_mode="livesum",
+)
+REDIS_MEMORY_USED = Gauge(
+    "wafaa_redis_used_memory_bytes", "Redis used_memory (sampled by beat)", multiprocess_mode="max"
+)
+REDIS_MEMORY_MAX = Gauge(
+    "wafaa_redis_maxmemory_bytes",
+    "Redis maxmemory; 0 means no limit (sampled by beat)",
+    multiprocess_mode="max",
+)
+PG_CONNECTIONS = Gauge(
+    "wafaa_postgres_connections",
+    "PostgreSQL client connections in use, every process and database (sampled by beat)",
+    multiprocess_mode="max",
+)
+PG_MAX_CONNECTIONS = Gauge(
+    "wafaa_postgres_max_connections",
+    "PostgreSQL max_connections (sampled by beat)",
+    multiprocess_mode="max",
+)

@@ -7,7 +7,7 @@ import time
 
 from django.db import connection
 
-from wafaa import context
+from wafaa import context, metrics
 
 logger = logging.getLogger("wafaa.http")
 
@@ -32,7 +32,10 @@ class RequestContextMiddleware:
         request.request_id = request_id
         request.trace_id = trace_id
         started = time.perf_counter()
-        with context.bound(request_id=request_id, trace_id=trace_id):
+        with (
+            context.bound(request_id=request_id, trace_id=trace_id),
+            metrics.HTTP_IN_FLIGHT.track_inprogress(),
+        ):
             response = self.get_response(request)
             response["X-Request-ID"] = request_id
             response["X-Trace-ID"] = trace_id

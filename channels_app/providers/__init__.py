@@ -12,6 +12,7 @@ from . import instagram, whatsapp
 from .base import (
     CHANNELS,
     INSTAGRAM,
+    NO_REPLY_TYPES,
     SIGNATURE_HEADER,
     STATUS_ORDER,
     WHATSAPP,
@@ -38,6 +39,7 @@ def parse(channel: str, payload: Any) -> ParsedWebhook:
 __all__ = [
     "CHANNELS",
     "INSTAGRAM",
+    "NO_REPLY_TYPES",
     "PARSERS",
     "SIGNATURE_HEADER",
     "STATUS_ORDER",

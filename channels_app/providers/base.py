@@ -63,7 +63,36 @@ class InboundMessage:
     # Instagram handover protocol: the event arrived on `standby`, i.e. another app is the
     # primary receiver of this conversation. The caller should store it but not answer.
     standby: bool = False
+    # Edits and deletions ('edit', 'deleted'): the id of the message they change. They update
+    # that message instead of being stored as new ones.
+    target_external_id: str | None = None
+    # A catalogue or cart order (WhatsApp 'order'): {catalog_id, note, items: [{retailer_id,
+    # quantity, price, currency}], total, currency}; `text` holds a readable summary.
+    order: dict[str, Any] | None = None
+    # Where the customer came from (click-to-WhatsApp or Instagram ads, a product shown in the
+    # chat): {source_type, source_id, source_url, headline, body, ctwa_clid, media_type,
+    # media_url, product_retailer_id, catalog_id}, only the keys Meta sent.
+    referral: dict[str, Any] | None = None
+    # System notices ('system'): {kind, body, new_wa_id, identity} — e.g. the customer changed
+    # their phone number (`user_changed_number`), so the contact must be re-keyed.
+    system: dict[str, Any] | None = None
+    # The customer's answer to a call permission request: {response, expires_at, is_permanent}.
+    call_permission: dict[str, Any] | None = None
+    # Every attachment of the message, in order ({type, media_id, url, title}); the first one
+    # is also described by the media_* fields. Instagram post shares carry two.
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    # A message the business itself sent from the WhatsApp Business app on a number that also
+    # uses the Cloud API (coexistence, `smb_message_echoes`): `contact_key` is the customer it
+    # went to. Stored as the business's outbound message; it never gets a bot reply.
+    echo: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
+
+
+# Inbound types the bot never answers: they say nothing to reply to (a reaction, a notice, an
+# ad click before any words) or they change an earlier message rather than add one.
+NO_REPLY_TYPES = frozenset(
+    {"reaction", "system", "edit", "deleted", "referral", "call_permission_reply"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,15 +236,23 @@ def sign_body(raw_body: bytes, app_secret: str) -> str:
 # --- Small helpers shared by the parsers --------------------------------------------------
 
 
-def parse_unix_timestamp(value: Any, *, milliseconds: bool = False) -> datetime | None:
+# Unix times above this are milliseconds: as seconds it would be the year 5138, as
+# milliseconds it is March 1973, before any Meta webhook.
+_MILLISECONDS_FROM = 100_000_000_000
+
+
+def parse_unix_timestamp(value: Any, *, milliseconds: bool | None = False) -> datetime | None:
     """A UTC-aware datetime from Meta's unix timestamps (WhatsApp: seconds as a string;
-    Instagram: milliseconds as an int). None when the value is missing or not a number."""
+    Instagram: milliseconds as an int, but seconds in test events and the `changes` shape).
+    `milliseconds=None` decides by magnitude. None when the value is missing or not a number."""
     if value is None or isinstance(value, bool):
         return None
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
+    if milliseconds is None:
+        milliseconds = number >= _MILLISECONDS_FROM
     if milliseconds:
         number /= 1000.0
     try:

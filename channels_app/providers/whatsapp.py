@@ -41,12 +41,16 @@ from .base import (
 
 OBJECT = "whatsapp_business_account"
 MESSAGES_FIELD = "messages"
+# Coexistence: what the business sent from the WhatsApp Business app on the same number.
+ECHOES_FIELD = "smb_message_echoes"
+ACCOUNT_FIELDS = (MESSAGES_FIELD, ECHOES_FIELD)
 
 # Media-carrying message types; each has an object of the same name with `id` and `mime_type`.
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 
-# Every type we render to text; anything else Meta sends (order, system, request_welcome, new
-# types Meta adds later) becomes 'unsupported' with the original kept in `raw`.
+# Every type we understand; anything else Meta sends (request_welcome, new types Meta adds
+# later) becomes 'unsupported' with the original kept in `raw`. WhatsApp's 'revoke' becomes
+# 'deleted', the type Instagram's unsent messages have too.
 KNOWN_TYPES = (
     "text",
     *MEDIA_TYPES,
@@ -55,8 +59,13 @@ KNOWN_TYPES = (
     "interactive",
     "button",
     "reaction",
+    "order",
+    "system",
+    "edit",
+    "revoke",
     "unsupported",
 )
+TYPE_NAMES = {"revoke": "deleted"}
 
 
 def parse(payload: Any) -> ParsedWebhook:
@@ -89,7 +98,7 @@ def split_by_account(payload: Any) -> dict[str, dict[str, Any]]:
     """Split a payload into one payload per phone number id.
 
     Each value is a complete webhook body of the same shape holding only that account's
-    `messages` changes (entries without any are dropped), so it can be handed to the tenant that
+    `messages` and `smb_message_echoes` changes (entries without any are dropped), so it can be handed to the tenant that
     owns the account and parsed there. Changes of other fields, which have no phone number id,
     are not included in any part.
     """
@@ -101,7 +110,7 @@ def split_by_account(payload: Any) -> dict[str, dict[str, Any]]:
             continue
         per_account: dict[str, list[Any]] = {}
         for change in as_list(entry.get("changes")):
-            if not isinstance(change, dict) or change.get("field") != MESSAGES_FIELD:
+            if not isinstance(change, dict) or change.get("field") not in ACCOUNT_FIELDS:
                 continue
             metadata = as_dict(as_dict(change.get("value")).get("metadata"))
             phone_number_id = as_str(metadata.get("phone_number_id"))
@@ -125,7 +134,7 @@ def _iter_message_changes(payload: Any):
         if not isinstance(entry, dict):
             continue
         for change in as_list(entry.get("changes")):
-            if isinstance(change, dict) and change.get("field") == MESSAGES_FIELD:
+            if isinstance(change, dict) and change.get("field") in ACCOUNT_FIELDS:
                 yield change
 
 
@@ -134,7 +143,7 @@ def _parse_change(change: Any, where: str, result: ParsedWebhook) -> None:
         result.errors.append(f"{where}: not an object")
         return
     field_name = change.get("field")
-    if field_name != MESSAGES_FIELD:
+    if field_name not in ACCOUNT_FIELDS:
         # Template status, quality, account updates...: acknowledged, not ours to handle here.
         result.ignored.append(f"unknown_field:{field_name}")
         return
@@ -153,6 +162,13 @@ def _parse_change(change: Any, where: str, result: ParsedWebhook) -> None:
         result.ignored.append(f"meta_error:{error['code']}")
 
     contacts = [c for c in as_list(value.get("contacts")) if isinstance(c, dict)]
+    for index, echo in enumerate(as_list(value.get("message_echoes"))):
+        collect(
+            lambda m=echo: _parse_message(m, phone_number_id, contacts, echo=True),
+            f"{where}.message_echoes[{index}]",
+            result.messages,
+            result,
+        )
     for index, message in enumerate(as_list(value.get("messages"))):
         collect(
             lambda m=message: _parse_message(m, phone_number_id, contacts),
@@ -190,7 +206,7 @@ def _match_contact(message: dict[str, Any], contacts: list[dict[str, Any]]) -> d
 
 
 def _parse_message(
-    message: Any, phone_number_id: str, contacts: list[dict[str, Any]]
+    message: Any, phone_number_id: str, contacts: list[dict[str, Any]], *, echo: bool = False
 ) -> InboundMessage:
     if not isinstance(message, dict):
         raise SkipPart("not an object")
@@ -198,20 +214,32 @@ def _parse_message(
     if not message_id:
         raise SkipPart("missing id")
 
-    contact = _match_contact(message, contacts)
-    wa_id = as_str(message.get("from")) or as_str(contact.get("wa_id"))
-    user_id = as_str(message.get("from_user_id")) or as_str(contact.get("user_id"))
+    if echo:
+        # The business wrote: the customer is the recipient, and `contacts[]` is not sent.
+        contact: dict[str, Any] = {}
+        wa_id = as_str(message.get("to"))
+        user_id = as_str(message.get("to_user_id"))
+    else:
+        contact = _match_contact(message, contacts)
+        wa_id = as_str(message.get("from")) or as_str(contact.get("wa_id"))
+        user_id = as_str(message.get("from_user_id")) or as_str(contact.get("user_id"))
     contact_key = user_id or wa_id
     if not contact_key:
-        raise SkipPart("no sender (from, from_user_id or contacts)")
+        raise SkipPart(
+            "no recipient (to)" if echo else "no sender (from, from_user_id or contacts)"
+        )
     profile = as_dict(contact.get("profile"))
 
     original_type = as_str(message.get("type")) or "unsupported"
     message_type = original_type if original_type in KNOWN_TYPES else "unsupported"
     content = _content(message, message_type)
+    message_type = TYPE_NAMES.get(message_type, message_type)
+    if message_type == "interactive" and content.get("call_permission"):
+        message_type = "call_permission_reply"
 
     context = as_dict(message.get("context"))
     reply_to = content.pop("reply_to", None) or as_str(context.get("id"))
+    referral = _referral(as_dict(message.get("referral")), as_dict(context.get("referred_product")))
 
     return InboundMessage(
         channel=WHATSAPP,
@@ -227,9 +255,42 @@ def _parse_message(
         username=as_str(profile.get("username")),
         reply_to_external_id=reply_to,
         errors=normalise_errors(message.get("errors")),
+        referral=referral,
+        echo=echo,
         raw=message,
         **content,
     )
+
+
+# Meta's referral keys → ours (the rest of Meta's names are kept as they are).
+_REFERRAL_KEYS = {
+    "source_type": "source_type",
+    "source_id": "source_id",
+    "source_url": "source_url",
+    "headline": "headline",
+    "body": "body",
+    "ctwa_clid": "ctwa_clid",
+    "media_type": "media_type",
+    "image_url": "media_url",
+    "video_url": "media_url",
+    "thumbnail_url": "thumbnail_url",
+}
+
+
+def _referral(referral: dict[str, Any], product: dict[str, Any]) -> dict[str, Any] | None:
+    """Ad attribution (click-to-WhatsApp `referral`) and a product the customer asked about
+    from a catalogue message (`context.referred_product`), merged into one dict."""
+    result: dict[str, Any] = {}
+    for meta_key, key in _REFERRAL_KEYS.items():
+        value = referral.get(meta_key)
+        if isinstance(value, str) and value and key not in result:
+            result[key] = value
+    if product:
+        result.setdefault("source_type", "product")
+        for key in ("catalog_id", "product_retailer_id"):
+            if as_str(product.get(key)):
+                result[key] = as_str(product.get(key))
+    return result or None
 
 
 def _content(message: dict[str, Any], message_type: str) -> dict[str, Any]:
@@ -260,6 +321,14 @@ def _content(message: dict[str, Any], message_type: str) -> dict[str, Any]:
         reply = as_dict(body.get(kind))
         if kind == "nfm_reply":  # WhatsApp Flows: the answer is a JSON string
             return {"text": reply.get("body") or "", "payload": reply.get("response_json")}
+        if kind == "call_permission_reply":
+            permission = {
+                "response": as_str(reply.get("response")) or "",
+                "expires_at": _iso(parse_unix_timestamp(reply.get("expiration_timestamp"))),
+                "is_permanent": bool(reply.get("is_permanent")),
+                "source": as_str(reply.get("response_source")) or "",
+            }
+            return {"text": "", "call_permission": permission}
         title = reply.get("title") or ""
         description = reply.get("description") or ""
         text = f"{title}\n{description}" if title and description else title or description
@@ -272,7 +341,103 @@ def _content(message: dict[str, Any], message_type: str) -> dict[str, Any]:
         # An empty emoji means the reaction was removed.
         return {"text": body.get("emoji") or "", "reply_to": as_str(body.get("message_id"))}
 
+    if message_type == "order":
+        order = _order(body)
+        return {"text": order_summary(order), "order": order}
+
+    if message_type == "system":
+        system = {
+            "kind": as_str(body.get("type")) or "",
+            "body": body.get("body") or "",
+            "new_wa_id": as_str(body.get("new_wa_id") or body.get("wa_id")),
+            "identity": as_str(body.get("identity")),
+            "user_id": as_str(body.get("user_id") or body.get("user")),
+        }
+        return {"text": system["body"], "system": {k: v for k, v in system.items() if v}}
+
+    if message_type == "edit":
+        # {original_message_id, message: {type, <type>: {...}}}: the new content of a message
+        # the customer edited, in the shape of an ordinary message.
+        new = as_dict(body.get("message"))
+        new_type = as_str(new.get("type")) or "text"
+        new_content = _content(new, new_type) if new_type in KNOWN_TYPES else {"text": ""}
+        new_content.pop("reply_to", None)
+        return {
+            "text": new_content.get("text") or "",
+            "target_external_id": _original_id(message, body),
+        }
+
+    if message_type == "revoke":
+        return {"text": "", "target_external_id": _original_id(message, body)}
+
     return {"text": ""}  # unsupported and unknown types
+
+
+def _original_id(message: dict[str, Any], body: dict[str, Any]) -> str:
+    original = as_str(body.get("original_message_id")) or as_str(
+        as_dict(message.get("context")).get("id")
+    )
+    if not original:
+        raise SkipPart(f"{message.get('type')} without original_message_id")
+    return original
+
+
+def _order(body: dict[str, Any]) -> dict[str, Any]:
+    items = []
+    for item in as_list(body.get("product_items")):
+        if not isinstance(item, dict):
+            continue
+        items.append(
+            {
+                "retailer_id": as_str(item.get("product_retailer_id")) or "",
+                "quantity": _number(item.get("quantity")) or 0,
+                "price": _number(item.get("item_price")),
+                "currency": as_str(item.get("currency")) or "",
+            }
+        )
+    currencies = {i["currency"] for i in items if i["currency"]}
+    priced = [i for i in items if i["price"] is not None]
+    total = None
+    if priced and len(priced) == len(items) and len(currencies) <= 1:
+        total = round(sum(i["price"] * i["quantity"] for i in items), 2)
+    return {
+        "catalog_id": as_str(body.get("catalog_id")) or "",
+        "note": body.get("text") if isinstance(body.get("text"), str) else "",
+        "items": items,
+        "total": total,
+        "currency": currencies.pop() if len(currencies) == 1 else "",
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else number
+
+
+def order_summary(order: dict[str, Any]) -> str:
+    """A readable order for the transcript and the LLM, e.g.
+    'Order (catalogue 123): 2 x SKU-1 at 12.5 USD; 1 x SKU-2 at 3 USD. Total 28 USD. Note: ...'"""
+    lines = []
+    for item in order["items"]:
+        price = (
+            f" at {item['price']} {item['currency']}".rstrip() if item["price"] is not None else ""
+        )
+        lines.append(f"{item['quantity']} x {item['retailer_id']}{price}")
+    text = f"Order (catalogue {order['catalog_id']}): " + ("; ".join(lines) or "no items") + "."
+    if order["total"] is not None:
+        text += f" Total {order['total']} {order['currency']}".rstrip() + "."
+    if order["note"]:
+        text += f" Note: {order['note']}"
+    return text
 
 
 def _location_text(location: dict[str, Any]) -> str:

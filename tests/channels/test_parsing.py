@@ -148,11 +148,11 @@ def test_unsupported_message_keeps_metas_errors():
 def test_unknown_whatsapp_type_becomes_unsupported_and_keeps_the_original():
     payload = load("wa_text")
     message_dict = payload["entry"][0]["changes"][0]["value"]["messages"][0]
-    message_dict["type"] = "order"
-    message_dict["order"] = {"catalog_id": "1", "product_items": []}
+    message_dict["type"] = "request_welcome"
+    message_dict["request_welcome"] = {}
     message = only_message(whatsapp.parse(payload))
     assert message.type == "unsupported"
-    assert message.raw["type"] == "order"
+    assert message.raw["type"] == "request_welcome"
 
 
 def test_location_without_name_is_its_coordinates():
@@ -299,7 +299,7 @@ IG_MESSAGES = {
         "media_url": "https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=1800000000000003&signature=FAKE",
         "reply_to_external_id": None,
     },
-    "ig_deleted": {"type": "deleted", "text": "", "external_id": ig_mid(1)},
+    "ig_deleted": {"type": "deleted", "text": "", "target_external_id": ig_mid(1)},
     "ig_standby": {"type": "text", "text": "Anyone there?", "standby": True},
 }
 

@@ -9,6 +9,7 @@ import uuid
 from django.db import connection
 
 from channels_app.providers import InboundMessage
+from knowledge import selectors
 from knowledge.models import Chunk, Document
 from wafaa.ai_config import get_embedder
 
@@ -49,7 +50,7 @@ def add_faq_knowledge(faq=FAQ) -> Document:
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE knowledge_chunk SET search_vector = to_tsvector('simple', text) "
+            f"UPDATE knowledge_chunk SET search_vector = {selectors.SEARCH_VECTOR_SQL} "
             "WHERE document_id = %s",
             [document.pk],
         )

@@ -25,7 +25,8 @@ Routes:
   an unknown id) → Graph's error 100/33, as Meta answers a token with no access to the node.
 
 Scripted answers (`fail_next`, `hang_next`, `respond_next`) apply, in order, to the next
-requests of any route.
+requests of any route. `latency` (seconds, 0 by default) delays every answer, like Meta's
+servers far away (the pipeline bench uses 0.1 s).
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ class _Media:
 class FakeGraphApi:
     """The fake server. Thread-safe; start() before use, stop() after."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", latency: float = 0.0) -> None:
         self._host = host
+        self.latency = latency
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -395,6 +397,9 @@ def _make_handler(fake: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
 
             # The wait is interruptible, so stop() does not sit out a long hang.
             if script is not None and script.delay and fake._stopping.wait(script.delay):
+                self.close_connection = True
+                return
+            if fake.latency and fake._stopping.wait(fake.latency):
                 self.close_connection = True
                 return
             self._send(status, body, content_type, extra_headers, omit_length)

@@ -25,6 +25,11 @@ Scripted failures: `fail_next(status, times=n)` answers with OpenAI's error JSON
 (`{"error": {"message", "type", "param", "code"}}`), `hang_next(seconds, times=n)` stalls
 before answering (so a client timeout fires). Both can be limited to one endpoint
 ('embeddings' or 'chat'). `api_key`, when set, is required as the Bearer token (401 if not).
+
+Concurrency: `latency` (seconds, 0 by default) delays every chat completion, like a model
+thinking; `max_in_flight` is the largest number of chat requests the fake was answering at
+the same moment (so a test proves replies overlap by counting, never by timing), and
+`in_flight_by_key` the same per Bearer key (clients can bring their own key).
 """
 
 from __future__ import annotations
@@ -97,8 +102,12 @@ def _endpoint(path: str) -> str:
 
 
 class FakeOpenAI:
-    def __init__(self, *, api_key: str | None = None):
+    def __init__(self, *, api_key: str | None = None, latency: float = 0.0):
         self.api_key = api_key
+        self.latency = latency
+        self._in_flight: dict[str, int] = {}
+        self.max_in_flight = 0
+        self.max_in_flight_by_key: dict[str, int] = {}
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._scripts: list[_Script] = []
@@ -142,6 +151,9 @@ class FakeOpenAI:
             self._scripts.clear()
             self._reply = None
             self._reply_fn = None
+            self.latency = 0.0
+            self.max_in_flight = 0
+            self.max_in_flight_by_key = {}
 
     def __enter__(self) -> FakeOpenAI:
         return self.start()
@@ -230,6 +242,19 @@ class FakeOpenAI:
 
     def _wait(self, seconds: float) -> None:
         self._release.wait(seconds)
+
+    def _enter(self, key: str) -> None:
+        with self._lock:
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+            total = sum(self._in_flight.values())
+            self.max_in_flight = max(self.max_in_flight, total)
+            self.max_in_flight_by_key[key] = max(
+                self.max_in_flight_by_key.get(key, 0), self._in_flight[key]
+            )
+
+    def _leave(self, key: str) -> None:
+        with self._lock:
+            self._in_flight[key] -= 1
 
     def _embedder(self, dimensions: int) -> HashingEmbedder:
         with self._lock:
@@ -346,7 +371,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, "We could not parse the JSON body of your request.", None, body)
         if endpoint == "embeddings":
             return self._embeddings(body)
-        return self._chat(body)
+        key = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        self.fake._enter(key)
+        try:
+            if self.fake.latency:
+                self.fake._wait(self.fake.latency)
+            return self._chat(body)
+        finally:
+            self.fake._leave(key)
 
     def _embeddings(self, body: dict) -> None:
         inputs = body.get("input")

@@ -37,8 +37,38 @@ def test_each_csv_pair_is_exactly_one_chunk():
         "Q: How long does delivery take?\nA: 2 to 4 working days, anywhere in Morocco.",
         "Q: ما هي طرق الدفع؟\nA: الدفع عند الاستلام أو بالبطاقة.",
     ]
-    assert chunks[0].metadata == {"kind": "faq", "question": "How long does delivery take?"}
+    assert chunks[0].metadata == {
+        "kind": "faq",
+        "question": "How long does delivery take?",
+        "entry": 1,
+    }
     assert [c.ordinal for c in chunks] == [0, 1]
+
+
+def test_a_bilingual_csv_row_is_one_chunk_per_language_sharing_the_entry_and_its_answers():
+    csv_text = (
+        "Question (EN),Answer (EN),question_ar,answer_ar,Notes\n"
+        "Do you deliver?,Yes within 5 km.,هل توصلون؟,نعم داخل 5 كلم.,internal note\n"
+        "Is there parking?,,هل يوجد موقف؟,نعم أمام المحل.,\n"
+        ",,,,only a note\n"
+    )
+    document = extract(csv_text.encode(), "csv")
+    chunks = chunk_document(document)
+    assert [c.text for c in chunks] == [
+        "Q: Do you deliver?\nA: Yes within 5 km.",
+        "Q: هل توصلون؟\nA: نعم داخل 5 كلم.",
+        "Q: هل يوجد موقف؟\nA: نعم أمام المحل.",  # the English half is incomplete: left out
+    ]
+    assert chunks[1].metadata == {
+        "kind": "faq",
+        "question": "هل توصلون؟",
+        "entry": 1,
+        "language": "ar",
+        "answers": {"en": "Yes within 5 km.", "ar": "نعم داخل 5 كلم."},
+    }
+    assert chunks[2].metadata["entry"] == 2 and chunks[2].metadata["language"] == "ar"
+    assert "internal note" not in document.text
+    assert document.warnings == ["1 row(s) without both a question and an answer were skipped."]
 
 
 def test_question_answer_lines_in_text_are_kept_whole_and_apart():

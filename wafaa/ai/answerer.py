@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from wafaa.ai.embeddings import STOPWORDS, words
+from wafaa.text import STOPWORDS, split_sentences, truncate, words
 
 FALLBACK_MESSAGES = {
     "en": "Sorry, I don't have the answer to that. Would you like me to connect you with "
@@ -110,7 +110,6 @@ class AnswerResult:
     language: str = "en"
 
 
-_SENTENCES = re.compile(r"(?<=[.!?\u061f\u06d4\u2026])\s+|\n+")
 _EMPHASIS = re.compile(r"(\*\*|__|`)")
 
 
@@ -145,7 +144,7 @@ def extractive_answer(
         text = metadata.get("answer") or _faq_answer(best["text"])
     else:
         text = _best_passage(question, _body(best["text"], metadata), max_chars)
-    text = _trim(_clean(text), max_chars)
+    text = truncate(_clean(text), max_chars, prefer_sentence=True)
     if not text:
         return AnswerResult(fallback_message(language), [], False, language)
     chunk_ref = best.get("id", index)
@@ -167,7 +166,7 @@ def _body(text: str, metadata: dict) -> str:
 
 
 def _best_passage(question: str, body: str, max_chars: int) -> str:
-    sentences = [s.strip() for s in _SENTENCES.split(body) if s.strip()]
+    sentences = split_sentences(body, lines=True)
     if not sentences:
         return body
     wanted = {w for w in words(question) if w not in STOPWORDS}
@@ -200,15 +199,3 @@ def _best_passage(question: str, body: str, max_chars: int) -> str:
 def _clean(text: str) -> str:
     lines = [re.sub(r"^#+\s*", "", line) for line in text.strip().split("\n")]
     return _EMPHASIS.sub("", "\n".join(lines)).strip()
-
-
-def _trim(text: str, max_chars: int) -> str:
-    if len(text) <= max_chars:
-        return text
-    cut = text[:max_chars]
-    # Prefer ending on a full sentence, if that keeps most of the text.
-    ends = [m.end() for m in re.finditer(r"[.!?\u061f\u06d4](?=\s|$)", cut)]
-    if ends and ends[-1] >= max_chars // 2:
-        return cut[: ends[-1]].strip()
-    space = cut.rfind(" ")
-    return (cut[:space] if space > max_chars // 2 else cut).rstrip() + "…"

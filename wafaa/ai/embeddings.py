@@ -20,9 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-import re
 import threading
-import unicodedata
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
@@ -31,6 +29,7 @@ from itertools import pairwise
 import numpy as np
 
 from wafaa.ai import AIServiceError, classify_openai_error
+from wafaa.text import STOPWORDS, normalize, truncate, words
 
 LOCAL_DIMENSIONS = 512
 
@@ -92,12 +91,8 @@ def _require_text(text: str) -> str:
 
 
 def truncate_text(text: str, max_chars: int) -> str:
-    """Cut `text` to at most `max_chars`, at the last whitespace if there is one nearby."""
-    if len(text) <= max_chars:
-        return text
-    cut = text[:max_chars]
-    space = cut.rfind(" ", max_chars - 200)
-    return cut[:space] if space > 0 else cut
+    """Cut `text` to at most `max_chars` at a word boundary (no ellipsis: embedder input)."""
+    return truncate(text, max_chars, ellipsis="")
 
 
 def _normalise_rows(matrix: np.ndarray) -> list[list[float]]:
@@ -105,50 +100,6 @@ def _normalise_rows(matrix: np.ndarray) -> list[list[float]]:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return (matrix / norms).tolist()
-
-
-# --------------------------------------------------------------------------------------------
-# Text normalisation shared by the hashing embedder and the extractive answerer
-# --------------------------------------------------------------------------------------------
-
-# Arabic short vowels, shadda, sukun, Quranic marks and tatweel: optional in writing, so two
-# spellings of one word differ only by them.
-_ARABIC_MARKS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0640]")
-_ARABIC_LETTER_VARIANTS = str.maketrans(
-    {
-        "\u0623": "\u0627",
-        "\u0625": "\u0627",
-        "\u0622": "\u0627",
-        "\u0671": "\u0627",
-        "\u0649": "\u064a",
-        "\u0629": "\u0647",
-    }
-)
-_WORDS = re.compile(r"\w+")
-
-
-def normalize_for_matching(text: str) -> str:
-    """Casefold and unify spelling variants (Arabic hamza/alef forms, ta marbuta, diacritics)."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = _ARABIC_MARKS.sub("", text)
-    return text.translate(_ARABIC_LETTER_VARIANTS)
-
-
-def words(text: str) -> list[str]:
-    """Unicode words of `text` after `normalize_for_matching`."""
-    return _WORDS.findall(normalize_for_matching(text))
-
-
-# Very common words carry little meaning; they still count, a quarter as much.
-_STOPWORDS_TEXT = """
-    a an the and or but if of to in on at by for with from as is are was were be been it
-    this that these those i you he she we they me my your our their do does did can could
-    will would should what which who whom how when where why there here not no yes so than
-    le la les un une des du de et ou est sont en au aux pour par avec dans sur ce cette je
-    vous nous il elle on qui que quoi comment quand où pas ne el los las y o es son para por
-    con que como cuando donde في من على إلى الى عن مع هل ما ماذا هذا هذه ذلك التي الذي كيف
-    متى أين اين و او أو ان أن لا نعم هو هي انا أنا انت أنت نحن هم كان"""
-STOPWORDS = frozenset(normalize_for_matching(w) for w in _STOPWORDS_TEXT.split())
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,7 +115,8 @@ class HashingEmbedder(Embedder):
     typos and Arabic clitics ("والتوصيل" still shares most n-grams with "التوصيل").
     """
 
-    version = "v1"
+    # v2: the shared normalisation (digits, Persian letters) and stopwords of wafaa.text.
+    version = "v2"
 
     def __init__(self, dimensions: int = 512):
         if dimensions < 16:
@@ -179,7 +131,7 @@ class HashingEmbedder(Embedder):
         tokens = words(text)
         if not tokens:
             # Only punctuation or symbols: hash the raw text so it still gets a stable vector.
-            tokens = [normalize_for_matching(text)]
+            tokens = [normalize(text)]
         indices, values = [], []
         # Sublinear term frequency: a word said five times is not five times as important.
         for token, count in Counter(tokens).items():

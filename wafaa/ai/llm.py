@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from wafaa.ai import AIServiceError, classify_openai_error
+from wafaa.text import truncate
 
 HANDOFF_MARKER = "[HANDOFF]"
 # Models sometimes vary the marker's spacing or case; accept those too.
@@ -195,7 +196,7 @@ def build_grounded_messages(
     `chunks` are expected best first; excerpts are numbered in that order and the list is cut
     when `max_knowledge_chars` is reached. The question is truncated to `max_question_chars`.
     """
-    persona = _truncate(persona.strip(), max_persona_chars) if persona else ""
+    persona = truncate(persona.strip(), max_persona_chars) if persona else ""
     names = [LANGUAGE_NAMES.get(code, code) for code in languages if code]
     system = _SYSTEM_TEMPLATE.format(
         bot_name=(bot_name or "the assistant").strip(),
@@ -209,7 +210,7 @@ def build_grounded_messages(
     messages.extend(_recent_context(context_messages, max_context_chars, question))
     if len(question) > max_question_chars:
         question = (
-            _truncate(question, max_question_chars)
+            truncate(question, max_question_chars)
             + "\n(The customer's message was longer and has been shortened.)"
         )
     messages.append({"role": "user", "content": question})
@@ -228,7 +229,7 @@ def _format_excerpts(chunks: list[dict], budget: int) -> str:
         room = budget - used - len(header) - 2
         if room < 200 and parts:
             break
-        text = _truncate(text, max(room, 200))
+        text = truncate(text, max(room, 200))
         parts.append(f"{header}\n{text}")
         used += len(header) + len(text) + 2
     return "\n\n".join(parts) if parts else _NO_EXCERPTS
@@ -255,23 +256,13 @@ def _recent_context(context_messages: list[dict], budget: int, question: str) ->
     for turn in reversed(turns):
         content = turn["content"]
         if used + len(content) > budget:
-            content = _truncate(content, budget - used)
+            content = truncate(content, budget - used)
             if len(content) < 20:
                 break
         kept.append({"role": turn["role"], "content": content})
         used += len(content)
     kept.reverse()
     return kept
-
-
-def _truncate(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    if limit <= 1:
-        return ""
-    cut = text[: limit - 1]
-    space = cut.rfind(" ", max(0, limit - 80))
-    return (cut[:space] if space > 0 else cut).rstrip() + "…"
 
 
 def strip_handoff_marker(text: str) -> tuple[str, bool]:
