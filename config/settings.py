@@ -96,6 +96,7 @@ SHARED_APPS = [
     "wafaa",
     "tenants",
     "channels_app",
+    "backoffice",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -42,6 +42,14 @@ def django_db_setup(django_db_setup, django_db_blocker):
         template_prepare()
         for slug in TEST_SLUGS.values():
             if not Client.objects.filter(slug=slug).exists():
+                # A test on `live_server` flushes the public tables at the end of a run and
+                # leaves the schemas behind; client_create refuses a slug whose schema exists.
+                from django.db import connection
+
+                from tenants.models import schema_name_for
+
+                with connection.cursor() as cursor:
+                    cursor.execute(f'DROP SCHEMA IF EXISTS "{schema_name_for(slug)}" CASCADE')
                 client_create(name=f"Test {slug}", slug=slug)
 
 

@@ -9,8 +9,8 @@ from rest_framework.response import Response
 
 from channels_app import selectors, services
 from channels_app.api import serializers as s
+from tenants.api.base import ClientScopedAPIView
 from tenants.models import Membership
-from wafaa.api.base import ClientScopedAPIView
 
 
 class ChannelAccountListCreateApi(ClientScopedAPIView):

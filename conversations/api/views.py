@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from conversations import handoff, selectors
 from conversations.api import serializers as s
-from wafaa.api.base import ClientScopedAPIView
+from tenants.api.base import ClientScopedAPIView
 
 
 def _actor(request) -> str:

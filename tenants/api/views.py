@@ -14,9 +14,9 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from tenants import selectors, services
 from tenants.api import serializers as s
+from tenants.api.base import ClientScopedAPIView
 from tenants.models import Client, Membership
 from wafaa import ratelimit
-from wafaa.api.base import ClientScopedAPIView
 from wafaa.api.pagination import StandardPagination
 from wafaa.errors import PermissionDeniedError
 
