@@ -96,7 +96,7 @@ def test_the_view_writes_one_statement(client, account, tenant_a):
     with CaptureQueriesContext(connection) as queries:
         assert post(client, text("wamid.ONEINSERT")).status_code == 200
     statements = [q["sql"] for q in queries if not q["sql"].startswith("SET search_path")]
-    assert len(statements) == 1 and statements[0].startswith('INSERT INTO "channels_app_inbox')
+    assert len(statements) == 1 and statements[0].startswith("INSERT INTO channels_app_inboxevent")
 
 
 def test_a_poison_message_is_parked_after_n_attempts_and_blocks_nothing(
