@@ -161,7 +161,10 @@ def _store_group(client: Client, events: list[InboxEvent]) -> DrainResult:
     }
     batch = _Batch(accounts=accounts, result=result)
     with tenant_context(client), transaction.atomic():
-        errors = {event.pk: batch.store(event) for event in events}
+        errors = batch.parse(events)
+        for event in events:
+            if not errors[event.pk]:
+                errors[event.pk] = batch.store(event)
         batch.apply_statuses(errors)
         ok = [e for e in events if not errors[e.pk]]
         _finish(ok)
@@ -185,36 +188,53 @@ class _Batch:
         self.seen_ids: set[str] = set()
         self.seen_accounts: set[int] = set()
         self.statuses: list[tuple[int, StatusUpdate]] = []
+        self.parts: dict[int, list] = {}  # event id -> [(account, its part of the event)]
+        self.known: set[str] = set()  # Meta ids of the batch's messages already stored
+
+    def parse(self, events: list[InboxEvent]) -> dict[int, list[str]]:
+        """Decode and parse every event, then learn in one query which of their messages
+        are stored already (Meta redelivers). Returns each event's errors so far."""
+        errors: dict[int, list[str]] = {}
+        for event in events:
+            errors[event.pk] = []
+            try:
+                payload = json.loads(bytes(event.body))
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                errors[event.pk].append(f"body does not decode: {type(exc).__name__}")
+                continue
+            parsed = providers.parse(event.kind, payload)
+            if parsed.errors:
+                metrics.WEBHOOK_EVENTS.labels(channel=event.kind, result="malformed").inc(
+                    len(parsed.errors)
+                )
+                logger.warning("webhook parts skipped", extra={"errors": parsed.errors[:10]})
+            parts = []
+            for external_id in event.account_ids:  # only the accounts whose signature verified
+                account = self.accounts.get(external_id)
+                if account is None or not account.can_receive:
+                    metrics.WEBHOOK_EVENTS.labels(channel=event.kind, result="inactive").inc()
+                    continue
+                self.seen_accounts.add(account.pk)
+                parts.append((account, parsed.for_account(external_id)))
+            self.parts[event.pk] = parts
+        ids = [
+            m.external_id
+            for parts in self.parts.values()
+            for _, part in parts
+            for m in part.messages
+            if m.type != "deleted"
+        ]
+        self.known = set(
+            Message.objects.filter(external_id__in=ids).values_list("external_id", flat=True)
+        )
+        return errors
 
     def store(self, event: InboxEvent) -> list[str]:
-        """Store the messages of one event (each under a savepoint); queue its statuses.
-        Returns the event's errors (empty: everything it carried is stored)."""
-        try:
-            payload = json.loads(bytes(event.body))
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            return [f"body does not decode: {type(exc).__name__}"]
-        parsed = providers.parse(event.kind, payload)
-        if parsed.errors:
-            metrics.WEBHOOK_EVENTS.labels(channel=event.kind, result="malformed").inc(
-                len(parsed.errors)
-            )
-            logger.warning("webhook parts skipped", extra={"errors": parsed.errors[:10]})
-        parts = []
-        for external_id in event.account_ids:  # only the accounts whose signature verified
-            account = self.accounts.get(external_id)
-            if account is None or not account.can_receive:
-                metrics.WEBHOOK_EVENTS.labels(channel=event.kind, result="inactive").inc()
-                continue
-            self.seen_accounts.add(account.pk)
-            parts.append((account, parsed.for_account(external_id)))
+        """Store the messages of one parsed event (each under a savepoint); queue its
+        statuses. Returns the event's errors (empty: everything it carried is stored)."""
+        parts = self.parts.get(event.pk, [])
         single = sum(len(part.messages) for _, part in parts) == 1
-        known = set(
-            Message.objects.filter(
-                external_id__in=[
-                    m.external_id for _, part in parts for m in part.messages if m.type != "deleted"
-                ]
-            ).values_list("external_id", flat=True)
-        )
+        known = self.known
         errors = []
         for account, part in parts:
             for index, inbound in enumerate(part.messages):
