@@ -108,6 +108,16 @@ def run_wrk(
     return parse_wrk(output)
 
 
+def combine(runs: list[dict]) -> dict:
+    """Several wrk runs of one path as one: mean rate and latencies, every round kept."""
+    keys = ("requests_per_second", "p50_ms", "p99_ms")
+    merged = {k: round(sum(r[k] for r in runs) / len(runs), 2) for k in keys}
+    merged["requests"] = sum(r["requests"] or 0 for r in runs)
+    merged["non_2xx"] = sum(r["non_2xx"] for r in runs)
+    merged["rounds"] = runs
+    return merged
+
+
 def write_bodies(path: Path, bodies: list[tuple[bytes, str]]) -> None:
     path.write_text("\n".join(f"{sig}\t{body.decode()}" for body, sig in bodies) + "\n")
 
@@ -215,6 +225,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bodies", type=int, default=60000)
     parser.add_argument("--outbound", type=int, default=20000, help="messages for run 3")
+    parser.add_argument("--rounds", type=int, default=2, help="alternated bare/webhook runs")
     options = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -256,7 +267,9 @@ def main() -> int:
             text="What are your opening hours?",
         )
         texts.append((body, sign_body(body, account.app_secret)))
-    write_bodies(tmp / "bodies.txt", texts[: options.bodies])
+    per_round = options.bodies // options.rounds
+    for n in range(options.rounds):  # fresh message ids in every round
+        write_bodies(tmp / f"bodies{n}.txt", texts[n * per_round : (n + 1) * per_round])
     write_bodies(tmp / "paced.txt", texts[options.bodies :])
     outbound = outbound_messages(client, account, options.outbound, run_id)
     statuses = [
@@ -284,11 +297,17 @@ def main() -> int:
     c, t, seconds = options.connections, options.threads, options.seconds
     load = {"before": load_average()}
     try:
-        args = [str(tmp / "bodies.txt"), str(t)]
+        args = [str(tmp / "bodies0.txt"), str(t)]
         # Warm both paths (connections, caches) before measuring.
         run_wrk(f"{base}/bench/noop", script, args, 2, c, t)
-        bare = run_wrk(f"{base}/bench/noop", script, args, seconds, c, t)
-        webhook = run_wrk(webhook_url, script, args, seconds, c, t)
+        # Alternated, in rounds: on a shared machine the load of other processes drifts, and
+        # a single run of each would measure the drift as much as the two paths.
+        rounds = {"bare": [], "webhook": []}
+        for n in range(options.rounds):
+            rounds["bare"].append(run_wrk(f"{base}/bench/noop", script, args, seconds, c, t))
+            offset_args = [str(tmp / f"bodies{n}.txt"), str(t)]
+            rounds["webhook"].append(run_wrk(webhook_url, script, offset_args, seconds, c, t))
+        bare, webhook = (combine(rounds["bare"]), combine(rounds["webhook"]))
         half_rate = webhook["requests_per_second"] / 2
         paced_connections = 8
         pause_ms = paced_connections * 1000 / half_rate
@@ -346,6 +365,7 @@ def main() -> int:
                 "connections": c,
                 "threads": t,
                 "seconds": seconds,
+                "rounds": options.rounds,
                 "load_generator": "wrk",
                 "drain": "in the bench process (one worker's worth)",
             },
