@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint alerts format venv services services-stop bench clean
+.PHONY: run test lint alerts drill format venv services services-stop bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ lint: venv
 # Prometheus alert rules and their unit tests (installs Debian's promtool when missing).
 alerts: venv
 	@PYTHON=$(PY) scripts/check_alerts.sh
+
+# The shipped monitoring and deploy configuration, run without Docker: Prometheus scrapes web
+# and worker, a rolling restart behind Caddy loses no webhook, WorkerDown reaches Alertmanager
+# (installs Debian's prometheus, prometheus-alertmanager and caddy when missing).
+drill: services
+	@PYTHON=$(PY) scripts/drill.sh
 
 format: venv
 	@$(VENV)/bin/ruff check --fix .

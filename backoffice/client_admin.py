@@ -95,7 +95,11 @@ class MessageInline(admin.TabularInline):
         "author",
         "type",
         "text",
+        "transcript",
         "status",
+        "edited_at",
+        "deleted_at",
+        "errors",
         "failure_reason",
         "citations",
         "model",
@@ -130,10 +134,11 @@ class ConversationAdmin(NoHistoryMixin, admin.ModelAdmin):
         "assigned_agent_email",
         "last_inbound_at",
         "unread_count",
+        "ad_headline",
         "updated_at",
     ]
-    list_filter = ["mode", "channel"]
-    search_fields = ["contact__name", "contact__external_id", "messages__text"]
+    list_filter = ["mode", "channel", "ad_source_type"]
+    search_fields = ["contact__name", "contact__external_id", "messages__text", "ad_source_id"]
     readonly_fields = [
         "contact",
         "channel",
@@ -142,6 +147,12 @@ class ConversationAdmin(NoHistoryMixin, admin.ModelAdmin):
         "handoff_at",
         "last_inbound_at",
         "last_outbound_at",
+        "ad_source_type",
+        "ad_source_id",
+        "ad_source_url",
+        "ad_headline",
+        "ad_ctwa_clid",
+        "ad_referred_at",
         "created_at",
         "updated_at",
     ]
@@ -151,7 +162,16 @@ class ConversationAdmin(NoHistoryMixin, admin.ModelAdmin):
 
 @admin.register(Contact, site=site)
 class ContactAdmin(NoHistoryMixin, admin.ModelAdmin):
-    list_display = ["name", "channel", "external_id", "wa_id", "first_seen_at", "last_seen_at"]
+    list_display = [
+        "name",
+        "channel",
+        "external_id",
+        "wa_id",
+        "previous_wa_ids",
+        "identity_changed_at",
+        "first_seen_at",
+        "last_seen_at",
+    ]
     list_filter = ["channel"]
     search_fields = ["name", "external_id", "wa_id", "user_id"]
 
@@ -167,7 +187,7 @@ class MessageAdmin(NoHistoryMixin, admin.ModelAdmin):
         "status",
         "trace_id",
     ]
-    list_filter = ["direction", "status", "author"]
+    list_filter = ["direction", "status", "author", "type"]
     search_fields = ["text", "external_id", "trace_id"]
     readonly_fields = [f.name for f in Message._meta.fields]
 

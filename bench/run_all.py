@@ -25,6 +25,7 @@ def main() -> int:
         ["retrieval.py"] + (["--sizes", "10000"] if options.quick else []),
         ["ingest.py"] + (["--chunks", "300"] if options.quick else []),
         ["tenants.py", "--clients", "50" if options.quick else "1000"],
+        ["outbound.py"] + (["--calls", "100"] if options.quick else []),
     ]
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
     failed = []

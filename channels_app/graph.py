@@ -19,12 +19,55 @@ import re
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from wafaa import netguard
+
 WHATSAPP_TEXT_LIMIT = 4096  # characters in a WhatsApp text body
 INSTAGRAM_TEXT_MAX_BYTES = 1000  # Instagram: "UTF-8 and 1000 bytes or less"
+INTERACTIVE_BODY_LIMIT = 1024  # characters in a WhatsApp interactive message's body
+
+# What Meta accepts as media, per channel and kind: MIME types and the largest size in bytes
+# (WhatsApp Cloud API "Supported media types"; Instagram Messaging "Send media").
+MEDIA_LIMITS: dict[str, dict[str, tuple[frozenset[str], int]]] = {
+    "whatsapp": {
+        "image": (frozenset({"image/jpeg", "image/png"}), 5 * 1024 * 1024),
+        "video": (frozenset({"video/mp4", "video/3gpp"}), 16 * 1024 * 1024),
+        "audio": (
+            frozenset({"audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"}),
+            16 * 1024 * 1024,
+        ),
+        "document": (
+            frozenset(
+                {
+                    "text/plain",
+                    "application/pdf",
+                    "application/msword",
+                    "application/vnd.ms-excel",
+                    "application/vnd.ms-powerpoint",
+                    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+                }
+            ),
+            100 * 1024 * 1024,
+        ),
+    },
+    "instagram": {
+        "image": (frozenset({"image/jpeg", "image/png", "image/gif"}), 8 * 1024 * 1024),
+        "video": (
+            frozenset({"video/mp4", "video/ogg", "video/avi", "video/quicktime"}),
+            25 * 1024 * 1024,
+        ),
+        "audio": (
+            frozenset({"audio/aac", "audio/mp4", "audio/wav", "audio/mpeg"}),
+            25 * 1024 * 1024,
+        ),
+    },
+}
 
 # --- Error codes (https://developers.facebook.com/docs/graph-api/guides/error-handling and
 # the WhatsApp Cloud API error code reference) -----------------------------------------------
@@ -137,6 +180,10 @@ class MediaTooLargeError(GraphError):
     """A media download exceeded the caller's `max_bytes`. Not retryable."""
 
 
+class MediaHostNotAllowedError(GraphError):
+    """A media URL (or a redirect) pointed outside the allowed hosts. Not retryable."""
+
+
 # --- Session ------------------------------------------------------------------------------
 
 _default_session: requests.Session | None = None
@@ -218,6 +265,126 @@ class GraphClient:
                 return message_id
         raise GraphInvalidResponseError("send succeeded without a message id", status_code=200)
 
+    def send_whatsapp_template(
+        self,
+        phone_number_id: str,
+        to: str,
+        name: str,
+        language: str,
+        body_parameters: list[str] | None = None,
+    ) -> str:
+        """Send an approved message template (the only kind allowed outside the 24-hour
+        window); `body_parameters` fill the body's {{1}}, {{2}}... in order."""
+        template: dict[str, Any] = {"name": name, "language": {"code": language}}
+        if body_parameters:
+            template["components"] = [
+                {
+                    "type": "body",
+                    "parameters": [{"type": "text", "text": p} for p in body_parameters],
+                }
+            ]
+        return self._send_whatsapp(phone_number_id, to, {"type": "template", "template": template})
+
+    def send_whatsapp_buttons(
+        self,
+        phone_number_id: str,
+        to: str,
+        text: str,
+        buttons: list[dict[str, str]],
+        reply_to: str | None = None,
+    ) -> str:
+        """Send text with up to 3 reply buttons ({id, title}; titles up to 20 characters).
+        A tap comes back as an `interactive.button_reply` with the button's id."""
+        _check_text(text, max_chars=INTERACTIVE_BODY_LIMIT)
+        if not 1 <= len(buttons) <= 3:
+            raise ValueError("WhatsApp reply buttons: 1 to 3 buttons")
+        body: dict[str, Any] = {
+            "type": "interactive",
+            "interactive": {
+                "type": "button",
+                "body": {"text": text},
+                "action": {
+                    "buttons": [
+                        {"type": "reply", "reply": {"id": b["id"], "title": b["title"][:20]}}
+                        for b in buttons
+                    ]
+                },
+            },
+        }
+        if reply_to:
+            body["context"] = {"message_id": reply_to}
+        return self._send_whatsapp(phone_number_id, to, body)
+
+    def send_whatsapp_media(
+        self,
+        phone_number_id: str,
+        to: str,
+        kind: str,
+        *,
+        media_id: str | None = None,
+        link: str | None = None,
+        caption: str = "",
+        filename: str = "",
+    ) -> str:
+        """Send an image, video, audio or document by an uploaded media id or a public link."""
+        media: dict[str, Any] = {"id": media_id} if media_id else {"link": link}
+        if caption and kind in ("image", "video", "document"):
+            media["caption"] = caption
+        if filename and kind == "document":
+            media["filename"] = filename
+        return self._send_whatsapp(phone_number_id, to, {"type": kind, kind: media})
+
+    def upload_whatsapp_media(
+        self, phone_number_id: str, content: bytes, mime_type: str, filename: str
+    ) -> str:
+        """Upload a file to WhatsApp's media store; returns the media id to send it with."""
+        try:
+            response = self.session.post(
+                self._url(f"{phone_number_id}/media"),
+                data={"messaging_product": "whatsapp", "type": mime_type},
+                files={"file": (filename or "file", content, mime_type)},
+                headers=self._auth_headers(),
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise self._transport_error(exc) from None
+        if response.status_code >= 400:
+            raise self._http_error(response)
+        media_id = _json_or_none(response)
+        media_id = media_id.get("id") if isinstance(media_id, dict) else None
+        if isinstance(media_id, str) and media_id:
+            return media_id
+        raise GraphInvalidResponseError("upload succeeded without a media id", status_code=200)
+
+    def list_whatsapp_templates(self, business_account_id: str) -> list[dict[str, Any]]:
+        """The WhatsApp Business Account's message templates (every page, up to 1000)."""
+        templates: list[dict[str, Any]] = []
+        path = (
+            f"{business_account_id}/message_templates"
+            "?fields=name,language,status,category,components&limit=100"
+        )
+        for _ in range(10):
+            data = self._request("GET", path)
+            templates += [t for t in data.get("data") or [] if isinstance(t, dict)]
+            after = ((data.get("paging") or {}).get("cursors") or {}).get("after")
+            if not after or not (data.get("paging") or {}).get("next"):
+                break
+            path = (
+                f"{business_account_id}/message_templates"
+                f"?fields=name,language,status,category,components&limit=100&after={after}"
+            )
+        return templates
+
+    def _send_whatsapp(self, phone_number_id: str, to: str, message: dict[str, Any]) -> str:
+        body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
+        data = self._request("POST", f"{phone_number_id}/messages", json={**body, **message})
+        messages = data.get("messages")
+        if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+            message_id = messages[0].get("id")
+            if isinstance(message_id, str) and message_id:
+                return message_id
+        raise GraphInvalidResponseError("send succeeded without a message id", status_code=200)
+
     def mark_whatsapp_read(self, phone_number_id: str, message_id: str) -> None:
         """Mark an inbound message read (blue ticks for the customer)."""
         body = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
@@ -246,6 +413,37 @@ class GraphClient:
         """
         return self._request("GET", f"{node_id}?fields={fields}")
 
+    def send_instagram_quick_replies(
+        self, ig_account_id: str, recipient_id: str, text: str, buttons: list[dict[str, str]]
+    ) -> str:
+        """Send text with quick replies ({id, title}); a tap comes back as a message whose
+        `quick_reply.payload` is the button's id."""
+        _check_text(text, max_bytes=INSTAGRAM_TEXT_MAX_BYTES)
+        replies = [
+            {"content_type": "text", "title": b["title"][:20], "payload": b["id"]}
+            for b in buttons[:13]
+        ]
+        body = {
+            "recipient": {"id": recipient_id},
+            "message": {"text": text, "quick_replies": replies},
+        }
+        return self._send_instagram(ig_account_id, body)
+
+    def send_instagram_media(
+        self, ig_account_id: str, recipient_id: str, kind: str, link: str
+    ) -> str:
+        """Send an image, video or audio by a public URL (Instagram has no upload for this)."""
+        attachment = {"type": kind, "payload": {"url": link}}
+        body = {"recipient": {"id": recipient_id}, "message": {"attachment": attachment}}
+        return self._send_instagram(ig_account_id, body)
+
+    def _send_instagram(self, ig_account_id: str, body: dict[str, Any]) -> str:
+        data = self._request("POST", f"{ig_account_id}/messages", json=body)
+        message_id = data.get("message_id")
+        if isinstance(message_id, str) and message_id:
+            return message_id
+        raise GraphInvalidResponseError("send succeeded without a message id", status_code=200)
+
     # -- Media --
 
     def get_media_url(self, media_id: str) -> dict[str, Any]:
@@ -255,21 +453,26 @@ class GraphClient:
             raise GraphInvalidResponseError("media lookup returned no url", status_code=200)
         return data
 
-    def download_media(self, url: str, max_bytes: int, *, authenticated: bool = True) -> bytes:
+    def download_media(
+        self,
+        url: str,
+        max_bytes: int,
+        *,
+        authenticated: bool = True,
+        allowed_host: Callable[[str], bool] | None = None,
+    ) -> bytes:
         """Download media from a URL given by `get_media_url`, refusing more than `max_bytes`.
 
         WhatsApp media URLs need the Bearer token; Instagram attachment URLs are pre-signed CDN
         links, so pass `authenticated=False` for them and the token is not handed to a CDN.
         Streamed, so an oversized file is abandoned as soon as it is known to be too big
         (from Content-Length, or while reading) instead of being held in memory first.
+
+        `allowed_host`, when given, must approve the host of the URL and of every redirect
+        (followed here, at most 3, the token never sent to another host): media URLs come from
+        webhooks and Graph answers, and must not make us fetch anything but Meta's media.
         """
-        if not url.startswith(("https://", "http://")):
-            raise GraphClientError("media url must be http(s)")
-        headers = self._auth_headers() if authenticated else {}
-        try:
-            response = self.session.get(url, headers=headers, timeout=self.timeout, stream=True)
-        except requests.RequestException as exc:
-            raise self._transport_error(exc) from None
+        response = self._get_media(url, authenticated, allowed_host)
         with response:
             if response.status_code >= 400:
                 raise self._http_error(response)
@@ -293,6 +496,34 @@ class GraphClient:
             except requests.RequestException as exc:
                 raise self._transport_error(exc) from None
             return b"".join(chunks)
+
+    def _get_media(
+        self, url: str, authenticated: bool, allowed_host: Callable[[str], bool] | None
+    ) -> requests.Response:
+        # The URL comes from a webhook (which a client can sign for its own account) or a Graph
+        # answer: public addresses only, each CDN redirect checked again and pinned
+        # (wafaa.netguard), Meta's hosts only when `allowed_host` says so, and the token
+        # never sent to another host than the first.
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise GraphClientError("media url must be http(s)")
+        headers = self._auth_headers() if authenticated else {}
+        try:
+            return netguard.outbound_request(
+                "GET",
+                url,
+                headers=headers,
+                timeout=self.timeout,
+                stream=True,
+                max_redirects=3,
+                host_allowed=allowed_host,
+            )
+        except netguard.OutboundHostNotAllowedError as exc:
+            raise MediaHostNotAllowedError(f"media {exc.message}") from None
+        except netguard.OutboundURLRefusedError as exc:
+            raise GraphClientError(f"media url refused: {exc.message}") from None
+        except requests.RequestException as exc:
+            raise self._transport_error(exc) from None
 
     # -- plumbing --
 

@@ -200,6 +200,9 @@ def channel_accounts_seen(*, account_ids: list[int]) -> None:
     ).update(last_seen_at=now, silent_flagged_at=None)
 
 
+# --- Graph API client for an account --------------------------------------------------------
+
+
 def graph_client_for(account: ChannelAccount) -> graph.GraphClient:
     return graph.GraphClient(
         base_url=settings.GRAPH_API_BASE_URL,

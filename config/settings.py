@@ -134,6 +134,7 @@ if TESTING:
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "wafaa.middleware.RequestContextMiddleware",
+    "wafaa.middleware.NulCharacterMiddleware",
     "wafaa.middleware.PublicSchemaMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin CSS, API docs assets) from the app itself, in every mode: gunicorn
@@ -246,7 +247,8 @@ REST_FRAMEWORK = {
         "tenants.authentication.APIKeyAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # RecursionError, deep nesting and NUL characters are a 400 (wafaa/api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["wafaa.api.parsers.SafeJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "wafaa.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
@@ -371,6 +373,10 @@ OPENAI_BASE_URL = env("OPENAI_BASE_URL") or None
 LLM_MODEL = env("LLM_MODEL", "gpt-4o-mini")
 LLM_TIMEOUT = env_float("LLM_TIMEOUT", 20.0)
 LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 3)
+# Voice notes are transcribed with this model (gpt-4o-mini-transcribe or whisper-1); pictures
+# sent without a caption are looked at by this vision-capable model.
+TRANSCRIPTION_MODEL = env("TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
+VISION_MODEL = env("VISION_MODEL", "gpt-4o-mini")
 # auto: openai when OPENAI_API_KEY is set, else the local multilingual model.
 EMBEDDING_BACKEND = env("EMBEDDING_BACKEND", "auto")
 EMBEDDING_MODEL = env("EMBEDDING_MODEL", "text-embedding-3-small")
@@ -406,6 +412,10 @@ INBOX_MAX_BATCHES_PER_DRAIN = 20  # then the drain task sends itself again (fair
 INBOX_LEASE_SECONDS = 120  # longer than a task may run (CELERY_TASK_TIME_LIMIT)
 INBOX_RETRY_SECONDS = 10  # the first pause after a failed attempt, doubling after
 MEDIA_MAX_BYTES = env_int("MEDIA_MAX_BYTES", 16 * 1024 * 1024)
+# Customers' media is fetched only from Meta's media hosts (a leading dot: any subdomain).
+MEDIA_ALLOWED_HOSTS = env_list(
+    "MEDIA_ALLOWED_HOSTS", ".fbsbx.com,.fbcdn.net,.cdninstagram.com,.whatsapp.net"
+)
 CHANNEL_SILENT_AFTER_MINUTES = env_int("CHANNEL_SILENT_AFTER_MINUTES", 24 * 60)
 
 # --- knowledge -------------------------------------------------------------------------------
@@ -422,6 +432,10 @@ CONTEXT_CACHE_SECONDS = env_int("CONTEXT_CACHE_SECONDS", 3600)
 HANDOFF_IDLE_MINUTES = env_int("HANDOFF_IDLE_MINUTES", 240)
 SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 180)
 MAX_INBOUND_TEXT_CHARS = env_int("MAX_INBOUND_TEXT_CHARS", 4000)
+# Outbound calls a client or a webhook can influence (callbacks, media): wafaa.netguard.
+OUTBOUND_ALLOWED_PORTS = [int(port) for port in env_list("OUTBOUND_ALLOWED_PORTS", "443,8443")]
+# CIDRs that pass although not public (a relay in your network); http and any port there too.
+OUTBOUND_ALLOWED_NETWORKS = env_list("OUTBOUND_ALLOWED_NETWORKS")
 
 # --- observability ---------------------------------------------------------------------------
 

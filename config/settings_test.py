@@ -13,6 +13,8 @@ os.environ["OPENAI_API_KEY"] = ""
 os.environ.setdefault("EMBEDDING_BACKEND", "hashing")
 os.environ.setdefault("REPLY_QUIET_PERIOD_SECONDS", "0")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# The fake servers (callback receivers) listen on 127.0.0.1; nothing else non-public passes.
+os.environ.setdefault("OUTBOUND_ALLOWED_NETWORKS", "127.0.0.1/32")
 # Nothing in a test may reach Meta: a Graph call not pointed at the fake is refused locally.
 os.environ.setdefault("GRAPH_API_BASE_URL", "http://127.0.0.1:9")
 # This session's own broker namespace: its worker never takes another run's tasks (nor a task

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from channels_app.models import ChannelAccount
+from channels_app.templates import whatsapp_template_names
 from conversations import notifications, services
 from conversations.models import Conversation, Message
 from wafaa import metrics
@@ -96,17 +98,39 @@ def conversation_close(*, conversation: Conversation, actor: str) -> Conversatio
 
 def agent_reply(*, conversation: Conversation, text: str, agent_email: str) -> Message:
     """A person's reply through the channel. Takes the conversation over from the bot."""
-    from conversations.tasks import message_send_task
-
     if conversation.mode == Conversation.Mode.CLOSED:
         raise ConversationClosedError(
             "This conversation is closed. Replies go to open conversations only."
         )
     if conversation.channel == "whatsapp" and not services.within_customer_window(conversation):
-        raise WindowClosedError(
-            "The customer's last message is more than 24 hours old: WhatsApp only allows "
-            "template messages now. Wait for the customer to write again."
-        )
+        raise window_closed_error(conversation)
+    return agent_message_store(conversation=conversation, agent_email=agent_email, text=text)
+
+
+def window_closed_error(conversation: Conversation) -> WindowClosedError:
+    """The refusal of a free-form message outside WhatsApp's 24-hour window, naming the
+    approved templates that could be sent instead (none named when Meta cannot list them)."""
+    account = ChannelAccount.objects.filter(pk=conversation.channel_account_id).first()
+    names = whatsapp_template_names(account=account) if account else []
+    hint = (
+        "Send one of these templates instead: " + ", ".join(names) + "."
+        if names
+        else "Send an approved template, or wait for the customer to write again."
+    )
+    return WindowClosedError(
+        "The customer's last message is more than 24 hours old: WhatsApp only allows "
+        "template messages now. " + hint,
+        details={"templates": names},
+    )
+
+
+def agent_message_store(
+    *, conversation: Conversation, agent_email: str, text: str, **fields
+) -> Message:
+    """Store what an agent sends (text, template or media), take the conversation over from
+    the bot, and send it after commit."""
+    from conversations.tasks import message_send_task
+
     with transaction.atomic():
         if conversation.mode == Conversation.Mode.BOT:
             conversation_handoff(
@@ -117,6 +141,7 @@ def agent_reply(*, conversation: Conversation, text: str, agent_email: str) -> M
             author=Message.Author.AGENT,
             text=text,
             author_email=agent_email,
+            **fields,
         )
         Conversation.objects.filter(pk=conversation.pk).update(unread_count=0)
         services.event_record(

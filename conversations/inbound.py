@@ -35,8 +35,8 @@ from channels_app.models import ChannelAccount, InboxEvent
 from channels_app.providers import StatusUpdate, status_transition_allowed
 from channels_app.services import channel_accounts_seen
 from conversations import notifications
+from conversations.kinds import inbound_receive
 from conversations.models import Message
-from conversations.services import message_receive
 from tenants.models import Client
 from wafaa import context, metrics
 
@@ -248,7 +248,7 @@ class _Batch:
                 trace_id = event.trace_id if single and event.trace_id else context.new_id()
                 try:
                     with transaction.atomic(), context.bound(trace_id=trace_id):
-                        message, created = message_receive(account=account, inbound=inbound)
+                        message, created = inbound_receive(account=account, inbound=inbound)
                 except Exception as exc:
                     # Rolled back alone: its siblings are stored; the event is tried again.
                     logger.warning(

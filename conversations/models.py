@@ -18,6 +18,10 @@ class Contact(TimeStampedModel):
     phone = models.CharField(max_length=32, blank=True, default="")
     first_seen_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # WhatsApp numbers this customer had before (`user_changed_number`), oldest first, and
+    # when their identity last changed (a new number or a new security identity).
+    previous_wa_ids = models.JSONField(default=list, blank=True)
+    identity_changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -47,6 +51,14 @@ class Conversation(TimeStampedModel):
     last_inbound_at = models.DateTimeField(null=True, blank=True)
     last_outbound_at = models.DateTimeField(null=True, blank=True)
     unread_count = models.PositiveIntegerField(default=0)
+    # The ad (or product) that brought the customer here, from the latest referral: what a
+    # business pays for click-to-WhatsApp and Instagram ads and wants to see the return of.
+    ad_source_type = models.CharField(max_length=32, blank=True, default="")
+    ad_source_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    ad_source_url = models.TextField(blank=True, default="")
+    ad_headline = models.CharField(max_length=300, blank=True, default="")
+    ad_ctwa_clid = models.CharField(max_length=512, blank=True, default="")
+    ad_referred_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-updated_at"]
@@ -95,6 +107,8 @@ class Message(TimeStampedModel):
     # Meta's id (wamid / mid); unique, so a redelivered webhook stores nothing new.
     external_id = models.CharField(max_length=256, unique=True, null=True, blank=True)
     reply_to_external_id = models.CharField(max_length=256, blank=True, default="")
+    # The machine-readable choice behind a tap (a reply button's id, a quick reply's payload).
+    payload = models.CharField(max_length=1000, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
     failure_reason = models.CharField(max_length=64, blank=True, default="")
     failure_detail = models.TextField(blank=True, default="")
@@ -112,6 +126,21 @@ class Message(TimeStampedModel):
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
+    # What a kind of message carries beyond text (see docs/channels.md): a catalogue order,
+    # ad attribution, Meta's errors on the message, a call permission answer, every attachment.
+    order = models.JSONField(null=True, blank=True)
+    referral = models.JSONField(null=True, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    call_permission = models.JSONField(null=True, blank=True)
+    attachments = models.JSONField(default=list, blank=True)
+    # The customer edited (`text` is the new text; earlier versions in raw["edits"]) or unsent it.
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    # A voice note's words, or what a vision model saw in a picture; answered like text.
+    transcript = models.TextField(blank=True, default="")
+    # Outbound: the template (name, language, parameters) or the reply buttons this message is.
+    template = models.JSONField(null=True, blank=True)
+    buttons = models.JSONField(default=list, blank=True)
     raw = models.JSONField(default=dict, blank=True)
 
     class Meta:

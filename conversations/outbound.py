@@ -76,6 +76,8 @@ def message_send(*, message_id) -> str:
 def _send_parts(message, account: ChannelAccount) -> str:
     contact = message.conversation.contact
     recipient = contact.wa_id or contact.user_id or contact.external_id
+    if message.template or message.buttons or message.type in MEDIA_TYPES:
+        return _send_rich(message, account, recipient)
     limit = graph.WHATSAPP_TEXT_LIMIT
     max_bytes = graph.INSTAGRAM_TEXT_MAX_BYTES if account.kind == "instagram" else None
     parts = graph.split_text(message.text, limit, max_bytes=max_bytes) or [message.text]
@@ -167,22 +169,107 @@ def message_mark_read(*, message_id) -> None:
         logger.info("mark as read failed", extra={"code": exc.code})
 
 
+def media_host_allowed(host: str) -> bool:
+    """Only Meta's media hosts (MEDIA_ALLOWED_HOSTS; a leading dot allows subdomains): a media
+    URL comes from a webhook, and must never make us fetch an arbitrary address."""
+    host = host.lower().rstrip(".")
+    for allowed in settings.MEDIA_ALLOWED_HOSTS:
+        allowed = allowed.lower()
+        if host == allowed.lstrip(".") or (allowed.startswith(".") and host.endswith(allowed)):
+            return True
+    return False
+
+
 def media_fetch(*, message_id) -> bytes:
     """Download an inbound message's media (WhatsApp media id or Instagram URL), size-limited."""
     message = Message.objects.select_related("conversation").get(pk=message_id)
     account = ChannelAccount.objects.get(pk=message.conversation.channel_account_id)
     client = graph_client_for(account)
-    if message.media_id:
+    if message.media_id and account.kind == "whatsapp":
         info = client.get_media_url(message.media_id)
-        data = client.download_media(info["url"], settings.MEDIA_MAX_BYTES)
+        data = client.download_media(
+            info["url"], settings.MEDIA_MAX_BYTES, allowed_host=media_host_allowed
+        )
         if info.get("mime_type") and not message.media_mime_type:
             message.media_mime_type = info["mime_type"]
     elif message.media_url:
         data = client.download_media(
-            message.media_url, settings.MEDIA_MAX_BYTES, authenticated=False
+            message.media_url,
+            settings.MEDIA_MAX_BYTES,
+            authenticated=False,
+            allowed_host=media_host_allowed,
         )
     else:
         raise NotFoundError("This message has no media.")
     message.raw = {**message.raw, "media_size": len(data)}
     message.save(update_fields=["raw", "media_mime_type", "updated_at"])
     return data
+
+
+# --- templates, reply buttons and media: one request each ----------------------------------------
+
+MEDIA_TYPES = ("image", "video", "audio", "document")
+
+
+def _send_rich(message, account: ChannelAccount, recipient: str) -> str:
+    """Send a template, a text with reply buttons, or a media message: one Graph request, its
+    id recorded like a text part's, so a retry never sends it twice."""
+    if not message.raw.get("part_ids"):
+        wait = pace(account=account, recipient=recipient)
+        if wait > 1.0:
+            raise SendRetryableError("paced", countdown=wait)
+        if wait > 0:
+            time.sleep(wait)
+        client = graph_client_for(account)
+        try:
+            graph_id = _rich_request(client, message, account, recipient)
+        except graph.GraphError as exc:
+            return _send_error(message, account, exc)
+        message.raw = {**message.raw, "part_ids": [graph_id]}
+        message.external_id = graph_id
+        message.save(update_fields=["raw", "external_id", "updated_at"])
+        metrics.GRAPH_SENDS.labels(channel=account.kind, result="sent", code="").inc()
+    Message.objects.filter(pk=message.pk, status=Message.Status.QUEUED).update(
+        status=Message.Status.SENT, sent_at=timezone.now(), updated_at=timezone.now()
+    )
+    metrics.MESSAGES.labels(channel=account.kind, direction="out", status="sent").inc()
+    metrics.count_client_message(account.client.slug, "out")
+    logger.info("message sent", extra={"message_id": str(message.pk), "kind": message.type})
+    return Message.Status.SENT
+
+
+def _rich_request(client: graph.GraphClient, message, account: ChannelAccount, recipient: str):
+    whatsapp = account.kind == "whatsapp"
+    if message.template:
+        return client.send_whatsapp_template(
+            account.external_id,
+            recipient,
+            message.template["name"],
+            message.template["language"],
+            message.template.get("parameters") or [],
+        )
+    if message.buttons:
+        if whatsapp:
+            return client.send_whatsapp_buttons(
+                account.external_id,
+                recipient,
+                message.text,
+                message.buttons,
+                reply_to=message.reply_to_external_id or None,
+            )
+        return client.send_instagram_quick_replies(
+            account.external_id, recipient, message.text, message.buttons
+        )
+    if whatsapp:
+        return client.send_whatsapp_media(
+            account.external_id,
+            recipient,
+            message.type,
+            media_id=message.media_id or None,
+            link=message.media_url or None,
+            caption=message.text,
+            filename=message.raw.get("filename", ""),
+        )
+    return client.send_instagram_media(
+        account.external_id, recipient, message.type, message.media_url
+    )

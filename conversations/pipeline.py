@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from conversations import handoff, services
+from conversations import handoff, media, offers, services
 from conversations.models import Conversation, Message
 from wafaa import ai_config, metrics
 from wafaa.ai import answerer
@@ -63,6 +63,7 @@ class Draft:
     completion_tokens: int | None = None
     latency_ms: int | None = None
     handoff_reason: str = ""
+    buttons: list[dict] = field(default_factory=list)  # reply buttons sent with the text
 
 
 def _client():
@@ -104,6 +105,12 @@ def _reply_locked(message: Message, *, final_attempt: bool, send: bool) -> str:
         return "already_handled"
     if pending[-1].pk != message.pk:
         return "batched"  # a newer message's task answers the whole burst
+    if unsent := [m.pk for m in pending if m.deleted_at]:
+        # The customer unsent these before we answered: never answer them.
+        Message.objects.filter(pk__in=unsent).update(status=Message.Status.STORED)
+        pending = [m for m in pending if not m.deleted_at]
+        if not pending:
+            return "deleted"
     if conversation.mode != Conversation.Mode.BOT:
         Message.objects.filter(pk__in=[m.pk for m in pending]).update(
             status=Message.Status.STORED, updated_at=timezone.now()
@@ -119,7 +126,8 @@ def _reply_locked(message: Message, *, final_attempt: bool, send: bool) -> str:
 
 
 def _question_text(pending: list[Message]) -> str:
-    texts = [m.text.strip() for m in pending if m.text and m.text.strip()]
+    # A voice note's transcript and a picture's description are questions like any text.
+    texts = [(m.text or m.transcript).strip() for m in pending if (m.text or m.transcript).strip()]
     return "\n".join(texts)[: settings.MAX_INBOUND_TEXT_CHARS]
 
 
@@ -139,6 +147,22 @@ def _draft_for(
             outcome="handoff",
             handoff_reason="plan_limit",
         )
+    if tap := offers.tapped(pending):  # a reply button of the bot's offer: no LLM needed
+        tap_language = offers.tap_language(pending)
+        if tap == offers.HANDOFF_YES:
+            return Draft(
+                _handoff_ack(tap_language), outcome="handoff", handoff_reason="customer_asked"
+            )
+        return Draft(offers.declined_message(tap_language), outcome="declined")
+    # Voice notes and uncaptioned pictures become words (with a key): after the plan check,
+    # so a client over its limit is not billed for transcriptions.
+    understood = media.pending_understand(pending)
+    if any(m.transcript for m in pending):
+        question = _question_text(pending)
+        language = answerer.detect_language(question) if question else language
+    if not question and understood.voice_unheard:
+        # Voice notes we could not hear (offline, or a failed transcription): ask to write.
+        return Draft(answerer.unsupported_media_message(language), outcome="unsupported")
     if not question:
         # Only media, stickers, locations...: we cannot read them yet.
         if client.unsupported_media == client.UnsupportedMedia.HANDOFF:
@@ -189,6 +213,8 @@ def _draft_for(
             outcome="answered" if result.confident else "fallback",
             citations=citations if result.confident else [],
             model="extractive",
+            # Not confident: the text offers a person; the buttons let a tap answer it.
+            buttons=[] if result.confident else offers.handoff_offer_buttons(language),
         )
 
     messages = build_grounded_messages(
@@ -200,6 +226,10 @@ def _draft_for(
         chunks=[{"text": c.text, "title": c.document_title, "score": c.score} for c in chunks],
     )
     model = client.effective_model()
+    if understood.images:  # the picture goes with the question, to a model that can see it
+        messages = media.attach_images(messages, understood.images)
+        model = settings.VISION_MODEL
+        chat = ai_config.get_chat_client(model)
     try:
         with metrics.LLM_LATENCY.labels(model=model).time():
             result = chat.complete(messages)
@@ -286,16 +316,16 @@ def _context(conversation: Conversation, exclude: list) -> list[dict]:
             Message.objects.filter(conversation=conversation)
             .exclude(status__in=[Message.Status.NOT_SENT, Message.Status.FAILED])
             .order_by("-created_at")
-            .values("id", "author", "text")[: settings.CONTEXT_MESSAGES + 10]
+            .values("id", "author", "text", "transcript")[: settings.CONTEXT_MESSAGES + 10]
         )
         cached = [
             {
                 "id": r["id"],
                 "role": "user" if r["author"] == Message.Author.CUSTOMER else "assistant",
-                "content": r["text"],
+                "content": r["text"] or r["transcript"],
             }
             for r in reversed(list(rows))
-            if r["text"]
+            if r["text"] or r["transcript"]
         ]
         cache.set(key, cached, settings.CONTEXT_CACHE_SECONDS)
     excluded = set(exclude)
@@ -324,6 +354,7 @@ def _store_and_send(
             completion_tokens=draft.completion_tokens,
             latency_ms=int((time.monotonic() - started) * 1000),
             reply_to_external_id=pending[-1].external_id or "",
+            buttons=draft.buttons,
         )
         Message.objects.filter(pk__in=[m.pk for m in pending]).update(
             status=Message.Status.ANSWERED if still_bot else Message.Status.STORED,
@@ -338,7 +369,7 @@ def _store_and_send(
                 conversation=current,
                 reason=draft.handoff_reason,
                 actor="bot",
-                notify_data={"last_customer_message": pending[-1].text[:500]},
+                notify_data={"message_id": pending[-1].pk},  # its text is read at delivery
             )
         usage_add(
             client_id=client.pk,

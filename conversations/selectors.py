@@ -15,6 +15,8 @@ def conversation_list(
     channel: str | None = None,
     contact_id: int | None = None,
     updated_since: datetime | None = None,
+    ad_source_id: str | None = None,
+    from_ad: bool | None = None,
 ) -> QuerySet[Conversation]:
     queryset = Conversation.objects.select_related("contact").order_by("-updated_at", "-pk")
     if mode:
@@ -25,7 +27,58 @@ def conversation_list(
         queryset = queryset.filter(contact_id=contact_id)
     if updated_since:
         queryset = queryset.filter(updated_at__gte=updated_since)
+    if ad_source_id:
+        queryset = queryset.filter(ad_source_id=ad_source_id)
+    if from_ad is not None:
+        queryset = (
+            queryset.exclude(ad_source_type="") if from_ad else queryset.filter(ad_source_type="")
+        )
     return queryset
+
+
+def order_list(*, conversation_id: int | None = None) -> QuerySet[Message]:
+    """Orders customers placed (newest first), with their conversation's contact."""
+    queryset = (
+        Message.objects.filter(direction=Message.Direction.IN, order__isnull=False)
+        .select_related("conversation__contact")
+        .order_by("-created_at", "-pk")
+    )
+    return queryset.filter(conversation_id=conversation_id) if conversation_id else queryset
+
+
+def ad_usage_list(*, start: date, end: date) -> list[dict]:
+    """Per ad (or product): inbound messages that came from it and conversations they opened,
+    between two days (inclusive), most messages first."""
+    from django.db.models import Count
+    from django.db.models.fields.json import KT
+
+    rows = (
+        Message.objects.filter(
+            direction=Message.Direction.IN,
+            referral__isnull=False,
+            created_at__date__gte=start,
+            created_at__date__lte=end,
+        )
+        .annotate(
+            source_id=KT("referral__source_id"),
+            product=KT("referral__product_retailer_id"),
+            source_type=KT("referral__source_type"),
+            headline=KT("referral__headline"),
+        )
+        .values("source_id", "product", "source_type", "headline")
+        .annotate(messages=Count("pk"), conversations=Count("conversation", distinct=True))
+        .order_by("-messages")
+    )
+    return [
+        {
+            "source_id": row["source_id"] or row["product"] or "",
+            "source_type": row["source_type"] or "",
+            "headline": row["headline"] or "",
+            "messages": row["messages"],
+            "conversations": row["conversations"],
+        }
+        for row in rows
+    ]
 
 
 def conversation_get_plain(*, conversation_id: int) -> Conversation | None:

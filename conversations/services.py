@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from channels_app.providers import InboundMessage
+from channels_app.providers import NO_REPLY_TYPES, InboundMessage
 from conversations.models import Contact, Conversation, ConversationEvent, Message
 from wafaa import context, metrics
 from wafaa.tenancy import assert_client_schema
@@ -101,6 +101,8 @@ def message_receive(*, account, inbound: InboundMessage) -> tuple[Message | None
     conversation = conversation_for(contact=contact, account_id=account.pk, channel=account.kind)
     if inbound.standby:
         status = Message.Status.STORED  # another app controls this thread: record, never reply
+    elif inbound.type in NO_REPLY_TYPES:
+        status = Message.Status.STORED  # reactions, notices, ad clicks: nothing to answer
     elif conversation.mode == Conversation.Mode.BOT:
         status = Message.Status.RECEIVED
     else:
@@ -118,9 +120,15 @@ def message_receive(*, account, inbound: InboundMessage) -> tuple[Message | None
                 media_mime_type=inbound.media_mime_type or "",
                 external_id=inbound.external_id,
                 reply_to_external_id=inbound.reply_to_external_id or "",
+                payload=(inbound.payload or "")[:1000],
                 status=status,
                 trace_id=context.current_trace_id() or "",
                 raw=inbound.raw,
+                order=inbound.order,
+                referral=inbound.referral,
+                errors=inbound.errors,
+                call_permission=inbound.call_permission,
+                attachments=inbound.attachments,
             )
     except IntegrityError:  # the same message arrived twice at once
         return Message.objects.get(external_id=inbound.external_id), False
@@ -141,7 +149,7 @@ def message_receive(*, account, inbound: InboundMessage) -> tuple[Message | None
         notifications.notify(
             conversation=conversation,
             event="customer_message",
-            data={"message_id": message.pk, "type": message.type, "text": message.text},
+            data={"message_id": message.pk, "type": message.type},  # text: read at delivery
         )
     return message, True
 
@@ -149,11 +157,15 @@ def message_receive(*, account, inbound: InboundMessage) -> tuple[Message | None
 def _message_mark_deleted(inbound: InboundMessage) -> Message | None:
     target = inbound.target_external_id or inbound.external_id
     message = Message.objects.filter(external_id=target).first()
-    if message is not None:
-        # The customer unsent it: keep the record, drop the content.
+    if message is not None and message.deleted_at is None:
+        # The customer unsent it: keep the record, drop the content. An unanswered one stays
+        # open, so its burst is still answered by the newest message's task; the pipeline
+        # leaves deleted messages out of the question.
         message.text = ""
+        message.transcript = ""
+        message.deleted_at = inbound.timestamp or timezone.now()
         message.raw = {**message.raw, "deleted": True}
-        message.save(update_fields=["text", "raw", "updated_at"])
+        message.save(update_fields=["text", "transcript", "deleted_at", "raw", "updated_at"])
         _context_forget(message.conversation_id)
     return message
 
@@ -172,7 +184,7 @@ def message_store_outbound(
         conversation=conversation,
         direction=Message.Direction.OUT,
         author=author,
-        type="text",
+        type=fields.pop("type", "text"),
         text=text,
         status=status,
         author_email=author_email,

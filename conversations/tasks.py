@@ -41,10 +41,16 @@ def handle_inbound_task(self, message_id):
     retry_jitter=True,
     max_retries=12,
 )
-def notification_deliver_task(payload):
-    from django.db import connection
-
-    return notifications.deliver(client=connection.tenant, payload=payload)
+def notification_deliver_task(webhook_id, event, conversation_id, mode, data, sent_at):
+    # Ids and codes only: the payload, with the customer's text, is read at delivery.
+    return notifications.notification_deliver(
+        webhook_id=webhook_id,
+        event=event,
+        conversation_id=conversation_id,
+        mode=mode,
+        data=data,
+        sent_at=sent_at,
+    )
 
 
 @shared_task(base=ClientTask, name="conversations.tasks.handoffs_expire_task")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import re
+import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
 
+from wafaa import netguard
 from wafaa.crypto import EncryptedTextField
 from wafaa.models import TimeStampedModel
 
@@ -17,6 +21,19 @@ SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,40}[a-z0-9])?$")
 def schema_name_for(slug: str) -> str:
     # Schema names allow no '-'; a prefix keeps client schemas apart from ours (public, template).
     return "c_" + slug.replace("-", "_")
+
+
+def new_callback_secret() -> str:
+    """A Standard Webhooks signing secret: "whsec_" and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def validate_callback_url(value: str) -> None:
+    """Save-time check of a callback URL by the outbound guard (checked again when called)."""
+    try:
+        netguard.outbound_url_check(value)
+    except netguard.OutboundURLRefusedError as exc:
+        raise ValidationError(exc.message, code=exc.code) from exc
 
 
 def default_languages() -> list[str]:
@@ -78,8 +95,9 @@ class Client(TenantMixin, TimeStampedModel):
     )
 
     # Notifications to the client's own systems.
-    callback_url = models.URLField(blank=True, default="")
-    callback_secret = EncryptedTextField(blank=True, default="")
+    callback_url = models.URLField(blank=True, default="", validators=[validate_callback_url])
+    # Made with the client, so callbacks are never signed with an empty key.
+    callback_secret = EncryptedTextField(blank=True, default=new_callback_secret)
 
     auto_create_schema = True
     auto_drop_schema = True

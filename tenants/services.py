@@ -16,7 +16,16 @@ from django_tenants.utils import schema_exists
 
 from tenants import selectors
 from tenants.authentication import hash_api_key
-from tenants.models import SLUG_RE, APIKey, Client, Domain, Membership, schema_name_for
+from tenants.models import (
+    SLUG_RE,
+    APIKey,
+    Client,
+    Domain,
+    Membership,
+    new_callback_secret,
+    schema_name_for,
+    validate_callback_url,
+)
 from wafaa.errors import ApplicationError, ConflictError, NotFoundError, PermissionDeniedError
 
 logger = logging.getLogger(__name__)
@@ -64,6 +73,18 @@ def _check_slug(slug: str) -> None:
         )
 
 
+def _check_callback_url(url: str) -> None:
+    """Refuse a callback URL the outbound guard refuses (wafaa.netguard); blank is fine."""
+    if not url:
+        return
+    try:
+        validate_callback_url(url)
+    except DjangoValidationError as exc:
+        raise ValidationFailedError(
+            " ".join(exc.messages), details={"callback_url": exc.messages}
+        ) from exc
+
+
 def client_create(*, name: str, slug: str, **fields) -> Client:
     """Create a client and its schema (cloned from the template schema when it exists).
 
@@ -73,6 +94,7 @@ def client_create(*, name: str, slug: str, **fields) -> Client:
     unknown = set(fields) - CLIENT_UPDATABLE_FIELDS - STAFF_ONLY_FIELDS
     if unknown:
         raise ValidationFailedError(f"Unknown client fields: {', '.join(sorted(unknown))}.")
+    _check_callback_url(fields.get("callback_url", ""))
     client = Client(name=name, slug=slug, schema_name=schema_name_for(slug), **fields)
     try:
         with transaction.atomic():
@@ -101,9 +123,16 @@ def client_update(*, client: Client, data: dict, by_staff: bool) -> Client:
             f"Only platform staff can change: {', '.join(sorted(forbidden))}.",
             details={field: ["staff only"] for field in forbidden},
         )
+    fields = [*data.keys(), "updated_at"]
+    if "callback_url" in data:
+        _check_callback_url(data["callback_url"])
+        if data["callback_url"] and not client.callback_secret:
+            # A client made before secrets were made with it: never sign with an empty key.
+            client.callback_secret = new_callback_secret()
+            fields.append("callback_secret")
     for field, value in data.items():
         setattr(client, field, value)
-    client.save(update_fields=[*data.keys(), "updated_at"])
+    client.save(update_fields=fields)
     selectors.client_cache_forget(client_id=client.pk)
     return client
 
@@ -270,9 +299,9 @@ def usage_add(*, client_id: int, **counts: int) -> None:
 
 
 def callback_secret_rotate(*, client: Client) -> str:
-    """A new HMAC secret for the client's event callbacks; the old one stops working."""
+    """A new signing secret for the client's event callbacks; the old one stops working."""
     client = Client.objects.get(pk=client.pk)
-    client.callback_secret = secrets.token_urlsafe(32)
+    client.callback_secret = new_callback_secret()
     client.save(update_fields=["callback_secret", "updated_at"])
     selectors.client_cache_forget(client_id=client.pk)
     return client.callback_secret

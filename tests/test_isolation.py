@@ -137,6 +137,8 @@ CLIENT_SCOPED_ENDPOINTS = [
     Row("GET", "channels/{channel_id}", make_channel),
     Row("PATCH", "channels/{channel_id}", make_channel, body={"name": "renamed"}),
     Row("DELETE", "channels/{channel_id}", make_channel, 204),
+    # 409: the channel has no business_account_id, so Meta is not asked (no Graph call here).
+    Row("GET", "channels/{channel_id}/templates", make_channel, 409),
     # conversations
     Row("GET", "conversations", make_conversation),
     Row("GET", "conversations/{conversation_id}", make_conversation),
@@ -147,12 +149,27 @@ CLIENT_SCOPED_ENDPOINTS = [
         201,
         body={"text": "A person answering"},
     ),
+    Row(
+        "POST",
+        "conversations/{conversation_id}/media",
+        make_conversation,
+        201,
+        body={"type": "image", "url": "https://shop.example/menu.png"},
+    ),
+    Row(
+        "POST",
+        "conversations/{conversation_id}/templates",
+        make_conversation,
+        409,
+        body={"name": "order_ready", "language": "en"},
+    ),
     Row("POST", "conversations/{conversation_id}/handoff", make_conversation),
     Row("POST", "conversations/{conversation_id}/resume", make_conversation),
     Row("POST", "conversations/{conversation_id}/close", make_conversation),
     Row("GET", "contacts", make_conversation),
     Row("GET", "contacts/{contact_id}", make_conversation),
     Row("GET", "usage"),
+    Row("GET", "orders", make_conversation),
     Row("POST", "callback-secret"),
     # knowledge
     Row(

@@ -68,7 +68,23 @@ def get_chat_client(model: str | None = None):
     )
 
 
+@functools.cache
+def get_transcriber():
+    """The voice-note transcriber (TRANSCRIPTION_MODEL); None when offline."""
+    if not llm_enabled():
+        return None
+    from wafaa.ai.speech import Transcriber
+
+    return Transcriber(
+        api_key=settings.OPENAI_API_KEY,
+        base_url=settings.OPENAI_BASE_URL,
+        model=settings.TRANSCRIPTION_MODEL,
+        timeout=max(settings.LLM_TIMEOUT, 30.0),
+    )
+
+
 def reset_clients() -> None:
     """Forget the cached clients (tests and settings changes)."""
     get_embedder.cache_clear()
     get_chat_client.cache_clear()
+    get_transcriber.cache_clear()

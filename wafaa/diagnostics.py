@@ -23,16 +23,13 @@ def queue_depth_sample_task() -> dict:
     """Sample the length of each Celery queue in Redis into the queue-depth gauge (beat)."""
     from django.conf import settings
 
-    from wafaa import heartbeat, metrics
+    from wafaa import metrics
 
     client = get_redis()
     prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
     depths = {queue: client.llen(prefix + queue) for queue in settings.CELERY_WORKER_QUEUES}
     for queue, depth in depths.items():
         metrics.QUEUE_DEPTH.labels(queue=queue).set(depth)
-    newest = client.zrevrange(heartbeat.KEY, 0, 0, withscores=True)
-    if newest:
-        metrics.WORKER_HEARTBEAT.set(newest[0][1])
     return depths
 
 

@@ -32,6 +32,43 @@ SENSITIVE_KEYS = {
 }
 
 
+# Python string literals inside a repr (Celery's argsrepr, a task's return value).
+_STRING_LITERAL = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"')
+# What a string argument may show in a log line: a UUID, a webhook id, a lowercase code or a
+# dotted task name (letters and '_' only: hex tokens and phone numbers have digits). Anything
+# else (a customer's text, a token, a number in quotes) is replaced by '…'.
+_SAFE_STRING = re.compile(
+    r"^(?:[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
+    r"|msg_[0-9a-f]{32}"
+    r"|[a-z_]{1,32}(?:\.[a-z_]{1,64}){0,6})$"
+)
+MASKED = "'…'"
+# Keys of Celery's log-record context that hold task arguments and results.
+TASK_CONTEXT_KEYS = ("args", "kwargs", "return_value")
+
+
+def mask_repr(text: str) -> str:
+    """`text` (a repr of task arguments or of a result) with unsafe string literals masked."""
+
+    def repl(match: re.Match) -> str:
+        literal = match.group(0)
+        return literal if _SAFE_STRING.match(literal[1:-1]) else MASKED
+
+    return _STRING_LITERAL.sub(repl, text)
+
+
+def mask_task_context(values: dict) -> dict:
+    """A copy of Celery's log context ("Task received", "succeeded", failures) made safe."""
+    from celery.utils.saferepr import saferepr
+
+    masked = dict(values)
+    for key in TASK_CONTEXT_KEYS:
+        if key in masked and masked[key] is not None:
+            value = masked[key]
+            masked[key] = mask_repr(value if isinstance(value, str) else saferepr(value))
+    return masked
+
+
 def mask_phone(value: str) -> str:
     def repl(match: re.Match) -> str:
         digits = re.sub(r"\D", "", match.group(0))
@@ -74,6 +111,14 @@ class ContextFilter(logging.Filter):
         for key in list(record.__dict__):
             if key.lower() in SENSITIVE_KEYS:
                 record.__dict__[key] = mask_value(key, record.__dict__[key])
+        # Celery logs task arguments and results ("Task received", "Task succeeded", failures)
+        # from a context dict passed as the format args and as `data`: our tasks carry ids
+        # only (their argsrepr is masked when sent), and this masks what any sender put there.
+        if isinstance(record.args, dict) and any(k in record.args for k in TASK_CONTEXT_KEYS):
+            record.args = mask_task_context(record.args)
+        data = record.__dict__.get("data")
+        if isinstance(data, dict) and any(k in data for k in TASK_CONTEXT_KEYS):
+            record.data = mask_task_context(data)
         if isinstance(record.msg, str):
             record.msg = mask_phone(record.msg)
         return True

@@ -79,16 +79,32 @@ CHANNEL_SILENT = Gauge(
     "Active channel accounts with no webhook for too long",
     multiprocess_mode="max",
 )
-WORKER_HEARTBEAT = Gauge(
-    "wafaa_worker_last_heartbeat_timestamp",
-    "Newest worker heartbeat (sampled by beat)",
-    multiprocess_mode="max",
-)
 CLIENT_MESSAGES = Counter(
     "wafaa_client_messages_total",
     "Messages per client and direction (only with PROMETHEUS_PER_CLIENT_LABELS: unbounded labels)",
     ["client", "direction"],
 )
+
+
+AD_REFERRALS = Counter(
+    "wafaa_ad_referrals_total",
+    "Inbound messages that came from an ad or a product, by channel and source type",
+    ["channel", "source_type"],
+)
+CLIENT_AD_REFERRALS = Counter(
+    "wafaa_client_ad_referrals_total",
+    "Ad referrals per client and ad (only with PROMETHEUS_PER_CLIENT_LABELS: unbounded labels)",
+    ["client", "source_id"],
+)
+
+
+def count_ad_referral(client_slug: str, channel: str, referral: dict) -> None:
+    """One message from an ad: by source type always, per client and ad when opted in."""
+    from django.conf import settings
+
+    AD_REFERRALS.labels(channel=channel, source_type=referral.get("source_type") or "unknown").inc()
+    if settings.PROMETHEUS_PER_CLIENT_LABELS and referral.get("source_id"):
+        CLIENT_AD_REFERRALS.labels(client=client_slug, source_id=referral["source_id"]).inc()
 
 
 def count_client_message(client_slug: str, direction: str) -> None:

@@ -11,12 +11,12 @@ import prometheus_client
 from django.http import HttpResponse
 from prometheus_client import multiprocess
 
-from wafaa.resources import ProcessesCollector
+from wafaa.resources import ProcessesCollector, WorkerHeartbeatCollector
 
 # One process (no PROMETHEUS_MULTIPROC_DIR): the default registry, which has prometheus_client's
 # own process_* metrics, also gets ours, so alerts read the same names in every mode.
-_single_process = ProcessesCollector()
-prometheus_client.REGISTRY.register(_single_process)
+prometheus_client.REGISTRY.register(ProcessesCollector())
+prometheus_client.REGISTRY.register(WorkerHeartbeatCollector())
 
 
 def scrape_registry() -> prometheus_client.CollectorRegistry:
@@ -27,6 +27,7 @@ def scrape_registry() -> prometheus_client.CollectorRegistry:
     registry = prometheus_client.CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     registry.register(ProcessesCollector())
+    registry.register(WorkerHeartbeatCollector())
     return registry
 
 

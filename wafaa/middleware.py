@@ -8,6 +8,7 @@ import time
 from django.db import connection
 
 from wafaa import context, metrics
+from wafaa.api.exceptions import error_response
 
 logger = logging.getLogger("wafaa.http")
 
@@ -79,3 +80,29 @@ def _to_public() -> None:
     # is set, so every request would pay one more `SET search_path` round trip.
     if connection.schema_name != "public":
         connection.set_schema_to_public()
+
+
+class NulCharacterMiddleware:
+    """A NUL character in the path or a query parameter is a 400 in the error envelope.
+
+    PostgreSQL cannot store or compare text holding NUL (it raises an error, a 500 here), and
+    no legitimate caller sends one: `GET .../contacts?channel=%00` is refused before any view
+    or query runs. Bodies are checked by their parsers (wafaa.api.parsers, DRF's and Django's
+    form fields).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path or any(
+            "\x00" in key or any("\x00" in value for value in values)
+            for key, values in request.GET.lists()
+        ):
+            logger.info("request with a NUL character refused", extra={"method": request.method})
+            return error_response(
+                "malformed_request",
+                "The URL must not contain NUL (%00) characters.",
+                400,
+            )
+        return self.get_response(request)

@@ -13,6 +13,7 @@ sampled by a beat task (`sample_backing_services`), so a scrape never waits on e
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -63,6 +64,10 @@ def read_process(pid: int) -> dict | None:
 class ProcessesCollector:
     """CPU and resident memory of every process writing metrics (see the module docstring)."""
 
+    def describe(self):
+        yield CounterMetricFamily("wafaa_process_cpu_seconds", "", labels=["pid", "kind"])
+        yield GaugeMetricFamily("wafaa_process_resident_memory_bytes", "", labels=["pid", "kind"])
+
     def collect(self):
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         pids = _multiproc_pids(directory) if directory else set()
@@ -85,6 +90,65 @@ class ProcessesCollector:
             memory.add_metric([str(pid), info["kind"]], info["resident_bytes"])
         yield cpu
         yield memory
+
+
+@functools.cache
+def _scrape_redis():
+    """A Redis client for scrapes: a hung Redis must not hang /metrics."""
+    import redis
+    from django.conf import settings
+
+    return redis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=True
+    )
+
+
+class WorkerHeartbeatCollector:
+    """The newest worker heartbeat, the number of live workers and beat's last tick, read
+    from Redis at scrape.
+
+    Read by the web (and every worker's metrics port), not sampled by a worker: when every
+    worker is down the figure must still be exported, and grow old, for WafaaWorkerDown.
+    """
+
+    def describe(self):
+        # Every name it may export (collect() leaves out what Redis does not hold).
+        for name in (
+            "wafaa_worker_last_heartbeat_timestamp",
+            "wafaa_workers_live",
+            "wafaa_beat_last_tick_timestamp",
+        ):
+            yield GaugeMetricFamily(name, "")
+
+    def collect(self):
+        from wafaa import heartbeat
+
+        try:
+            client = _scrape_redis()
+            newest = client.zrevrange(heartbeat.KEY, 0, 0, withscores=True)
+            live = len(heartbeat.live_workers(client))
+            beat_tick = client.get(heartbeat.BEAT_KEY)
+        except Exception:  # Redis down: no figure (WafaaWorkerHeartbeatMissing, /health)
+            return
+        if newest:
+            gauge = GaugeMetricFamily(
+                "wafaa_worker_last_heartbeat_timestamp",
+                "Newest heartbeat any Celery worker wrote to Redis (read at scrape)",
+            )
+            gauge.add_metric([], newest[0][1])
+            yield gauge
+        workers = GaugeMetricFamily(
+            "wafaa_workers_live", "Celery workers with a recent heartbeat (read at scrape)"
+        )
+        workers.add_metric([], live)
+        yield workers
+        if beat_tick is not None:
+            beat = GaugeMetricFamily(
+                "wafaa_beat_last_tick_timestamp",
+                "When Celery beat last ticked (wafaa.beat.HeartbeatScheduler; read at scrape)",
+            )
+            beat.add_metric([], float(beat_tick))
+            yield beat
 
 
 def sample_backing_services() -> dict:

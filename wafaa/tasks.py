@@ -5,6 +5,8 @@ On top of tenant-schemas-celery's TenantTask (the task runs in the schema it was
   the task runs, so log lines and further tasks carry them;
 - a task marked `requires_client = True` refuses to run in the public schema (a client task
   sent without a client is a bug that must be loud, not a silent write to `public`);
+- what Celery shows of a task's arguments (argsrepr/kwargsrepr: worker log lines, events) is
+  masked: tasks take ids, and a text or token passed by mistake still never reaches a log;
 - deliveries of one task message are counted in Redis; a message delivered more than
   CELERY_MAX_DELIVERIES times (it keeps killing its worker, so late acks redeliver it) is parked:
   logged as an error, counted, recorded in `wafaa:tasks:parked`, and not run again.
@@ -18,11 +20,13 @@ import threading
 import time
 from contextlib import contextmanager
 
+from celery.utils.saferepr import saferepr
 from django.conf import settings
 from django.db import connection
 from tenant_schemas_celery.task import TenantTask
 
 from wafaa import context
+from wafaa.logging import mask_repr
 
 logger = logging.getLogger("wafaa.tasks")
 PARKED_KEY = "wafaa:tasks:parked"
@@ -48,6 +52,10 @@ class WafaaTask(TenantTask):
         headers.setdefault("trace_id", context.current_trace_id())
         headers.setdefault("request_id", context.current_request_id())
         options["headers"] = headers
+        # What Celery shows of the arguments (worker log lines, events, `inspect`, Flower):
+        # tasks take ids, and anything else in them is masked (wafaa.logging.mask_repr).
+        options.setdefault("argsrepr", mask_repr(saferepr(tuple(args or ()))))
+        options.setdefault("kwargsrepr", mask_repr(saferepr(dict(kwargs or {}))))
         return super().apply_async(args, kwargs, **options)
 
     def __call__(self, *args, **kwargs):
@@ -104,7 +112,11 @@ class WafaaTask(TenantTask):
             return False
         logger.error(
             "task parked after too many deliveries",
-            extra={"task": self.name, "deliveries": count, "task_args": repr(request.args)[:200]},
+            extra={
+                "task": self.name,
+                "deliveries": count,
+                "task_args": mask_repr(saferepr(request.args))[:200],
+            },
         )
         metrics.TASKS_PARKED.labels(task=self.name).inc()
         client.lpush(

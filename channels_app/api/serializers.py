@@ -55,3 +55,11 @@ class ChannelAccountUpdateInputSerializer(StrictInputSerializer):
     status = serializers.ChoiceField(
         choices=[ChannelAccount.Status.ACTIVE, ChannelAccount.Status.INACTIVE], required=False
     )
+
+
+class TemplateOutputSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    language = serializers.CharField()
+    category = serializers.CharField()
+    body = serializers.CharField()
+    parameters = serializers.IntegerField(help_text="How many {{n}} the body takes.")

@@ -7,4 +7,9 @@ urlpatterns = [
     path(
         "channels/<int:channel_id>", views.ChannelAccountDetailApi.as_view(), name="channel-detail"
     ),
+    path(
+        "channels/<int:channel_id>/templates",
+        views.ChannelTemplateListApi.as_view(),
+        name="channel-templates",
+    ),
 ]

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from channels_app import selectors, services
 from channels_app.api import serializers as s
+from channels_app.templates import whatsapp_template_list
 from tenants.api.base import ClientScopedAPIView
 from tenants.models import Membership
 
@@ -66,3 +67,16 @@ class ChannelAccountDetailApi(ClientScopedAPIView):
     def delete(self, request, client_id, channel_id):
         self._account(request, channel_id).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ChannelTemplateListApi(ClientScopedAPIView):
+    """A WhatsApp channel's approved message templates (cached; `?refresh=true` asks Meta)."""
+
+    @extend_schema(responses={200: s.TemplateOutputSerializer(many=True)})
+    def get(self, request, client_id, channel_id):
+        account = selectors.channel_account_get(client=request.client, account_id=channel_id)
+        if account is None:
+            raise NotFound("No such channel account in this client.")
+        refresh = request.query_params.get("refresh") in ("1", "true")
+        templates = whatsapp_template_list(account=account, refresh=refresh)
+        return Response({"results": s.TemplateOutputSerializer(templates, many=True).data})

@@ -18,10 +18,15 @@ class ContactOutputSerializer(serializers.ModelSerializer):
             "phone",
             "first_seen_at",
             "last_seen_at",
+            "previous_wa_ids",
+            "identity_changed_at",
         ]
 
 
 class MessageOutputSerializer(serializers.ModelSerializer):
+    deleted = serializers.SerializerMethodField()
+    edited = serializers.SerializerMethodField()
+
     class Meta:
         model = Message
         fields = [
@@ -47,7 +52,28 @@ class MessageOutputSerializer(serializers.ModelSerializer):
             "sent_at",
             "delivered_at",
             "read_at",
+            "reply_to_external_id",
+            "payload",
+            "media_url",
+            "attachments",
+            "order",
+            "referral",
+            "errors",
+            "call_permission",
+            "transcript",
+            "template",
+            "buttons",
+            "edited",
+            "edited_at",
+            "deleted",
+            "deleted_at",
         ]
+
+    def get_deleted(self, message) -> bool:
+        return message.deleted_at is not None
+
+    def get_edited(self, message) -> bool:
+        return message.edited_at is not None
 
 
 class EventOutputSerializer(serializers.ModelSerializer):
@@ -73,6 +99,12 @@ class ConversationOutputSerializer(serializers.ModelSerializer):
             "last_inbound_at",
             "last_outbound_at",
             "unread_count",
+            "ad_source_type",
+            "ad_source_id",
+            "ad_source_url",
+            "ad_headline",
+            "ad_ctwa_clid",
+            "ad_referred_at",
             "created_at",
             "updated_at",
         ]
@@ -91,6 +123,63 @@ class ConversationFilterSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=["whatsapp", "instagram"], required=False)
     contact = serializers.IntegerField(required=False)
     updated_since = serializers.DateTimeField(required=False)
+    ad_source_id = serializers.CharField(required=False, max_length=128)
+    from_ad = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class OrderOutputSerializer(serializers.ModelSerializer):
+    """An order a customer placed from the catalogue, with where it came from."""
+
+    conversation_id = serializers.IntegerField()
+    contact = ContactOutputSerializer(source="conversation.contact")
+    summary = serializers.CharField(source="text")
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "conversation_id",
+            "contact",
+            "external_id",
+            "order",
+            "summary",
+            "referral",
+            "created_at",
+        ]
+
+
+class AdUsageOutputSerializer(serializers.Serializer):
+    source_id = serializers.CharField()
+    source_type = serializers.CharField()
+    headline = serializers.CharField()
+    messages = serializers.IntegerField()
+    conversations = serializers.IntegerField()
+
+
+class TemplateSendInputSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=512)
+    language = serializers.CharField(max_length=16)
+    parameters = serializers.ListField(
+        child=serializers.CharField(max_length=1024, trim_whitespace=True),
+        required=False,
+        default=list,
+        max_length=20,
+    )
+
+
+class MediaReplyInputSerializer(StrictInputSerializer):
+    """`file` (multipart) or `url` (an https link Meta fetches), one of them."""
+
+    type = serializers.ChoiceField(choices=["image", "video", "audio", "document"])
+    url = serializers.URLField(required=False, max_length=2000)
+    file = serializers.FileField(required=False)
+    caption = serializers.CharField(required=False, default="", allow_blank=True, max_length=1024)
+    filename = serializers.CharField(required=False, default="", allow_blank=True, max_length=240)
+
+    def validate(self, attrs):
+        if bool(attrs.get("url")) == bool(attrs.get("file")):
+            raise serializers.ValidationError("Give either a file or a url.")
+        return attrs
 
 
 class AgentReplyInputSerializer(StrictInputSerializer):
@@ -124,5 +213,5 @@ class UsageOutputSerializer(serializers.ModelSerializer):
 class CallbackSecretOutputSerializer(serializers.Serializer):
     callback_url = serializers.URLField()
     callback_secret = serializers.CharField(
-        help_text="Shown once; verify X-Wafaa-Signature with it."
+        help_text="Shown once; verify callbacks (webhook-signature) with it and the standardwebhooks library."
     )

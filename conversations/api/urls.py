@@ -15,6 +15,16 @@ urlpatterns = [
         name="conversation-reply",
     ),
     path(
+        "conversations/<int:conversation_id>/templates",
+        views.ConversationTemplateSendApi.as_view(),
+        name="conversation-template-send",
+    ),
+    path(
+        "conversations/<int:conversation_id>/media",
+        views.ConversationMediaReplyApi.as_view(),
+        name="conversation-media-reply",
+    ),
+    path(
         "conversations/<int:conversation_id>/handoff",
         views.ConversationHandoffApi.as_view(),
         name="conversation-handoff",
@@ -32,5 +42,6 @@ urlpatterns = [
     path("contacts", views.ContactListApi.as_view(), name="contact-list"),
     path("contacts/<int:contact_id>", views.ContactDetailApi.as_view(), name="contact-detail"),
     path("usage", views.UsageApi.as_view(), name="usage"),
+    path("orders", views.OrderListApi.as_view(), name="order-list"),
     path("callback-secret", views.CallbackSecretRotateApi.as_view(), name="callback-secret"),
 ]

@@ -8,11 +8,13 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from conversations import handoff, selectors
+from conversations import agent_outbound, handoff, selectors
 from conversations.api import serializers as s
 from tenants.api.base import ClientScopedAPIView
+from wafaa.api.parsers import SafeJSONParser
 
 
 def _actor(request) -> str:
@@ -42,6 +44,8 @@ class ConversationListApi(ClientScopedAPIView):
             channel=data.get("channel"),
             contact_id=data.get("contact"),
             updated_since=data.get("updated_since"),
+            ad_source_id=data.get("ad_source_id"),
+            from_ad=data.get("from_ad"),
         )
         return self.paginate(request, queryset, s.ConversationOutputSerializer)
 
@@ -64,6 +68,51 @@ class ConversationMessageCreateApi(ClientScopedAPIView):
             conversation=_conversation_or_404(conversation_id),
             text=data.validated_data["text"],
             agent_email=_actor(request),
+        )
+        return Response(s.MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class ConversationTemplateSendApi(ClientScopedAPIView):
+    """Send an approved WhatsApp template (e.g. to reopen a conversation after 24 hours)."""
+
+    @extend_schema(
+        request=s.TemplateSendInputSerializer, responses={201: s.MessageOutputSerializer}
+    )
+    def post(self, request, client_id, conversation_id):
+        data = s.TemplateSendInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        message = agent_outbound.template_send(
+            conversation=_conversation_or_404(conversation_id),
+            agent_email=_actor(request),
+            **data.validated_data,
+        )
+        return Response(s.MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+class ConversationMediaReplyApi(ClientScopedAPIView):
+    """An agent's image, video, audio or document: multipart `file` or JSON `url`."""
+
+    parser_classes = [MultiPartParser, SafeJSONParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": s.MediaReplyInputSerializer,
+            "application/json": s.MediaReplyInputSerializer,
+        },
+        responses={201: s.MessageOutputSerializer},
+    )
+    def post(self, request, client_id, conversation_id):
+        data = s.MediaReplyInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        message = agent_outbound.agent_media_reply(
+            conversation=_conversation_or_404(conversation_id),
+            agent_email=_actor(request),
+            kind=values["type"],
+            url=values.get("url", ""),
+            upload=values.get("file"),
+            caption=values["caption"],
+            filename=values["filename"],
         )
         return Response(s.MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
 
@@ -138,7 +187,23 @@ class UsageApi(ClientScopedAPIView):
                 "completion_tokens",
             )
         }
-        return Response({"from": start, "to": end, "days": data, "totals": totals})
+        ads = s.AdUsageOutputSerializer(selectors.ad_usage_list(start=start, end=end), many=True)
+        return Response({"from": start, "to": end, "days": data, "totals": totals, "ads": ads.data})
+
+
+class OrderListApi(ClientScopedAPIView):
+    """Orders customers placed from the catalogue (WhatsApp), newest first."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("conversation", int)],
+        responses={200: s.OrderOutputSerializer(many=True)},
+    )
+    def get(self, request, client_id):
+        conversation = request.query_params.get("conversation")
+        if conversation is not None and not conversation.isdigit():
+            raise ValidationError({"conversation": ["Must be a conversation id."]})
+        queryset = selectors.order_list(conversation_id=int(conversation) if conversation else None)
+        return self.paginate(request, queryset, s.OrderOutputSerializer)
 
 
 class CallbackSecretRotateApi(ClientScopedAPIView):

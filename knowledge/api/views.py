@@ -11,7 +11,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from knowledge import selectors, services
@@ -19,6 +19,7 @@ from knowledge.api import serializers as s
 from knowledge.models import Document
 from tenants.api.base import ClientScopedAPIView
 from tenants.models import Membership
+from wafaa.api.parsers import SafeJSONParser
 
 
 def _actor(request) -> str:
@@ -56,7 +57,7 @@ class DocumentUploadApi(ClientScopedAPIView):
     """
 
     required_role = Membership.Role.ADMIN
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, SafeJSONParser]
 
     @extend_schema(
         request={

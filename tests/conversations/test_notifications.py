@@ -2,76 +2,91 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import uuid
 
 import pytest
 import requests
+from standardwebhooks.webhooks import Webhook
 
-from conversations import notifications
-
-
-class Receiver:
-    def __init__(self, status=200):
-        self.received = []
-        self.status = status
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers), body))
-                self.send_response(receiver.status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def stop(self):
-        self.server.shutdown()
+from conversations import notifications, services
+from tenants.models import new_callback_secret
+from tests.fakes.callback_receiver import CallbackReceiver
 
 
 @pytest.fixture
 def receiver():
-    r = Receiver()
+    r = CallbackReceiver().start()
     yield r
     r.stop()
 
 
-def test_event_is_posted_with_a_verifiable_signature(tenant_a, receiver):
+def deliver(client, payload):
+    return notifications.deliver(
+        client=client, webhook_id=f"msg_{uuid.uuid4().hex}", payload=payload
+    )
+
+
+def test_event_is_posted_with_a_standard_webhooks_signature(tenant_a, receiver):
     tenant_a.callback_url = receiver.url
-    tenant_a.callback_secret = "s3cret-for-callbacks"
+    tenant_a.callback_secret = new_callback_secret()
     payload = {"event": "handoff", "conversation_id": 7, "data": {"reason": "customer_asked"}}
-    assert notifications.deliver(client=tenant_a, payload=payload) == 200
-    [(headers, body)] = receiver.received
-    timestamp = headers["X-Wafaa-Timestamp"]
-    expected = hmac.new(
-        b"s3cret-for-callbacks", f"{timestamp}.".encode() + body, hashlib.sha256
-    ).hexdigest()
-    assert headers["X-Wafaa-Signature"] == f"sha256={expected}"
-    assert json.loads(body)["event"] == "handoff"
+    assert deliver(tenant_a, payload) == 200
+    [request] = receiver.requests
+    assert Webhook(tenant_a.callback_secret).verify(request.body, request.headers) == payload
+    assert request.headers["webhook-id"].startswith("msg_")
+    assert request.headers["X-Wafaa-Event"] == "handoff"
 
 
 def test_a_5xx_from_the_endpoint_raises_so_the_task_retries(tenant_a, receiver):
     receiver.status = 503
     tenant_a.callback_url = receiver.url
-    tenant_a.callback_secret = "x"
     with pytest.raises(requests.HTTPError):
-        notifications.deliver(client=tenant_a, payload={"event": "handoff"})
+        deliver(tenant_a, {"event": "handoff"})
 
 
 def test_a_4xx_is_not_retried(tenant_a, receiver):
     receiver.status = 410
     tenant_a.callback_url = receiver.url
-    tenant_a.callback_secret = "x"
-    assert notifications.deliver(client=tenant_a, payload={"event": "handoff"}) == 410
+    assert deliver(tenant_a, {"event": "handoff"}) == 410
+
+
+def test_a_customer_message_in_handoff_is_delivered_with_its_text_read_at_delivery(
+    in_tenant_a, receiver, eager_tasks, django_capture_on_commit_callbacks
+):
+    from conversations.models import Conversation
+    from tests.conversations.helpers import inbound
+    from tests.factories import ChannelAccountFactory
+
+    in_tenant_a.callback_url = receiver.url
+    account = ChannelAccountFactory(client=in_tenant_a, external_id="106540352299001")
+    first, _ = services.message_receive(
+        account=account, inbound=inbound("hello", phone_id=account.external_id)
+    )
+    Conversation.objects.filter(pk=first.conversation_id).update(mode="handoff")
+    with django_capture_on_commit_callbacks(execute=True):
+        message, _ = services.message_receive(
+            account=account, inbound=inbound("Where is my order 4711?", phone_id="106540352299001")
+        )
+    [request] = receiver.wait_for(1)
+    body = Webhook(in_tenant_a.callback_secret).verify(request.body, request.headers)
+    assert body["event"] == "customer_message" and body["mode"] == "handoff"
+    assert body["data"] == {
+        "message_id": message.pk,
+        "type": "text",
+        "text": "Where is my order 4711?",
+    }
+
+
+def test_notification_data_with_a_text_is_refused(in_tenant_a, receiver):
+    from conversations.models import Conversation
+
+    in_tenant_a.callback_url = receiver.url
+    with pytest.raises(ValueError, match="ids and codes only"):
+        notifications.notify(
+            conversation=Conversation(pk=1, mode="handoff"),
+            event="handoff",
+            data={"reason": "customer_asked", "last_customer_message": "my IBAN is ..."},
+        )
 
 
 def test_callback_secret_is_rotated_and_shown_once(api, tenant_a):

@@ -93,18 +93,47 @@ def test_beat_is_healthy_while_it_ticks_and_unhealthy_when_it_stopped(
     assert code == 1 and out.startswith("unhealthy: beat last ticked 12")
 
 
-def test_web_is_healthy_when_ready_and_unhealthy_while_draining(worker_env, live_server, tmp_path):
-    port = live_server.url.rsplit(":", 1)[1]
-    env = {**worker_env, "PORT": port}
-    assert _check("web", env) == (0, "healthy")
+def test_web_is_healthy_when_ready_and_unhealthy_while_draining(worker_env, tmp_path):
+    """Against a real gunicorn: /ready answers 503 once the drain file exists."""
+    import requests
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     drain = tmp_path / "drain"
-    drain.touch()
-    os.environ["READY_DRAIN_FILE"] = str(drain)  # read by /ready in the live server's thread
+    env = {**worker_env, "PORT": str(port), "READY_DRAIN_FILE": str(drain)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "config/gunicorn.conf.py",
+            "config.wsgi:application",
+            "--workers",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/ready", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+        assert _check("web", env) == (0, "healthy")
+        drain.touch()
         code, out = _check("web", env)
+        assert code == 1 and "503" in out
     finally:
-        del os.environ["READY_DRAIN_FILE"]
-    assert code == 1 and "503" in out
+        server.terminate()
+        server.wait(30)
 
 
 def test_an_unknown_kind_is_a_usage_error(worker_env):

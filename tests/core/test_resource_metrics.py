@@ -109,19 +109,14 @@ def _alert_metric_names() -> dict[str, set[str]]:
 
 
 def _exportable_names() -> set[str]:
-    """Every sample name the processes can export: our metrics, django-prometheus's, and the
-    /proc-based process metrics (the registries are the same in web and worker processes)."""
+    """Every sample name the processes can export: our metrics, django-prometheus's, and our
+    collectors' (the registries are the same in web and worker processes)."""
     import prometheus_client
 
     import wafaa.metrics
     import wafaa.metrics_export  # noqa: F401 - registers the process collector
 
-    registry = prometheus_client.REGISTRY
-    names = set(registry._names_to_collectors)
-    for family in ProcessesCollector().collect():
-        names.update(sample.name for sample in family.samples)
-        names.add(family.name)
-    return names
+    return set(prometheus_client.REGISTRY._names_to_collectors)
 
 
 def test_every_alert_reads_metrics_that_a_target_exports():
@@ -138,3 +133,23 @@ def test_the_shipped_prometheus_config_scrapes_web_and_worker():
     config = yaml.safe_load(Path(ROOT / "deploy/prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"] for job in config["scrape_configs"]}
     assert {"wafaa-web", "wafaa-worker"} <= jobs
+
+
+def test_worker_and_beat_heartbeats_are_read_from_redis_at_each_scrape(client, redis_client):
+    """Exported by the web itself, so the figures exist, and grow old, when every worker is
+    down. (The suite's own worker may beat meanwhile: it can only make them newer.)"""
+    import time
+
+    from wafaa import heartbeat
+
+    written = time.time()
+    redis_client.zadd(heartbeat.KEY, {"replies@old-host": written - 300})
+    heartbeat.beat(redis_client, "replies@host-a")
+    heartbeat.beat_scheduler(redis_client, 1_700_000_000.0)
+    body = client.get("/metrics").content.decode()
+    newest = float(re.search(r"^wafaa_worker_last_heartbeat_timestamp (\S+)$", body, re.M)[1])
+    assert newest >= written - 1  # ours, or a newer one; never the old host's
+    live = float(re.search(r"^wafaa_workers_live (\S+)$", body, re.M)[1])
+    assert 1 <= live == len(heartbeat.live_workers(redis_client))
+    assert re.search(r"^wafaa_beat_last_tick_timestamp 1\.7e\+09$", body, re.M)
+    redis_client.zrem(heartbeat.KEY, "replies@old-host", "replies@host-a")

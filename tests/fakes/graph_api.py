@@ -20,6 +20,10 @@ Routes:
 - `GET /{version}/{media_id}`: media registered with `add_media()` → `{url, mime_type,
   file_size, sha256, id}` with a url pointing back here; unknown ids → Graph's error 100/33.
 - `GET /media-download/{media_id}`: the media's bytes (Bearer header required, like Meta).
+- `GET /{version}/{waba_id}/message_templates`: templates registered with `add_template()`,
+  in Graph's `{data, paging}` shape.
+- `POST /{version}/{phone_number_id}/media`: a multipart upload → `{"id": ...}`; the bytes
+  are kept in `uploads` (media id → (content type of the part, bytes)).
 - `GET /{version}/{account_id}?fields=...`: an account registered with `add_account()` →
   `{id, ...fields}` when the Bearer token is the one registered for it; any other token (or
   an unknown id) → Graph's error 100/33, as Meta answers a token with no access to the node.
@@ -48,6 +52,8 @@ import pytest
 _MESSAGES_PATH = re.compile(r"^/(?P<version>v[\d.]+)/(?P<node>[^/]+)/messages/?$")
 _NODE_PATH = re.compile(r"^/(?P<version>v[\d.]+)/(?P<node>[^/]+)/?$")
 _DOWNLOAD_PATH = re.compile(r"^/media-download/(?P<media_id>[^/]+)/?$")
+_TEMPLATES_PATH = re.compile(r"^/(?P<version>v[\d.]+)/(?P<node>[^/]+)/message_templates/?$")
+_UPLOAD_PATH = re.compile(r"^/(?P<version>v[\d.]+)/(?P<node>[^/]+)/media/?$")
 
 
 @dataclass
@@ -112,6 +118,8 @@ class FakeGraphApi:
         self._scripts: list[_Script] = []
         self._media: dict[str, _Media] = {}
         self._accounts: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._templates: dict[str, list[dict[str, Any]]] = {}
+        self.uploads: dict[str, tuple[str, bytes]] = {}
         self._ids = itertools.count(1)
         # Unique per server instance: ids from an earlier run must never repeat.
         self._run = uuid.uuid4().hex[:8].upper()
@@ -212,13 +220,37 @@ class FakeGraphApi:
         with self._lock:
             self._accounts[account_id] = (token, fields)
 
+    def add_template(
+        self,
+        business_account_id: str,
+        name: str,
+        *,
+        language: str = "en",
+        body: str = "Hello {{1}}",
+        status: str = "APPROVED",
+        category: str = "UTILITY",
+    ) -> None:
+        """A message template of a WhatsApp Business Account, as Meta lists it."""
+        template = {
+            "name": name,
+            "language": language,
+            "status": status,
+            "category": category,
+            "components": [{"type": "BODY", "text": body}],
+            "id": str(self._new_id()),
+        }
+        with self._lock:
+            self._templates.setdefault(business_account_id, []).append(template)
+
     def reset(self) -> None:
-        """Forget recorded requests, pending scripts, media and accounts."""
+        """Forget recorded requests, pending scripts, media, accounts, templates, uploads."""
         with self._lock:
             self._requests.clear()
             self._scripts.clear()
             self._media.clear()
             self._accounts.clear()
+            self._templates.clear()
+            self.uploads.clear()
 
     # -- inspection --
 
@@ -284,10 +316,20 @@ class FakeGraphApi:
         with self._lock:
             return self._media.get(media_id)
 
-    def _route(self, method: str, path: str, headers: dict[str, str], body: Any):
+    def _route(self, method: str, path: str, headers: dict[str, str], body: Any, raw: bytes = b""):
         """The normal answer for a request: (status, body, content type)."""
         if method == "POST" and (match := _MESSAGES_PATH.match(path)):
             return self._answer_message(match["node"], body)
+        if method == "GET" and (match := _TEMPLATES_PATH.match(path)):
+            with self._lock:
+                templates = list(self._templates.get(match["node"], []))
+            return (
+                200,
+                {"data": templates, "paging": {"cursors": {"before": "", "after": ""}}},
+                None,
+            )
+        if method == "POST" and _UPLOAD_PATH.match(path):
+            return self._answer_upload(headers, raw)
         if method == "GET" and (match := _DOWNLOAD_PATH.match(path)):
             media = self._media_get(match["media_id"])
             if not headers.get("authorization", "").startswith("Bearer "):
@@ -317,6 +359,25 @@ class FakeGraphApi:
             }
             return 200, answer, None
         return 400, _graph_error(100, f"Unknown path components: {path}"), None
+
+    def _answer_upload(self, headers: dict[str, str], raw: bytes):
+        content_type = headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data") or b"messaging_product" not in raw:
+            return 400, _graph_error(100, "Param file must be a file with one of the types"), None
+        # The file part: its own Content-Type header, then a blank line, then the bytes.
+        boundary = content_type.split("boundary=", 1)[-1].encode()
+        for part in raw.split(b"--" + boundary):
+            head, _, data = part.partition(b"\r\n\r\n")
+            if b'name="file"' in head:
+                part_type = re.search(rb"Content-Type: ([^\r\n]+)", head)
+                media_id = f"{self._new_id():016d}"
+                with self._lock:
+                    self.uploads[media_id] = (
+                        part_type.group(1).decode() if part_type else "",
+                        data.removesuffix(b"\r\n"),
+                    )
+                return 200, {"id": media_id}, None
+        return 400, _graph_error(100, "(#100) The parameter file is required"), None
 
     def _answer_message(self, node: str, body: Any):
         if not isinstance(body, dict):
@@ -390,7 +451,7 @@ def _make_handler(fake: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
             if script is not None and script.body is not None:
                 status, body, content_type = script.status, script.body, None
             else:
-                status, body, content_type = fake._route(method, path, headers, parsed)
+                status, body, content_type = fake._route(method, path, headers, parsed, raw)
             extra_headers = script.headers if script is not None else {}
             omit_length = script.omit_length if script is not None else False
             fake._record(RecordedRequest(method, path, headers, raw, parsed, status))

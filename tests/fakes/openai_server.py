@@ -20,6 +20,9 @@ Routes (with or without the /v1 prefix):
   "I don't know" with the handoff marker when the prompt has no excerpts. Script it with
   `reply_with(text)` or `reply_fn(fn)` (fn gets the request JSON and returns the text).
 - `GET /v1/models`: a short model list.
+- `POST /v1/audio/transcriptions`: multipart (`model`, `file`) → `{"text": ...}`: the text
+  registered for those exact audio bytes with `add_transcript()`, else "" (silence). Calls
+  are in `transcription_calls` ({model, filename, content_type, size}).
 
 Scripted failures: `fail_next(status, times=n)` answers with OpenAI's error JSON
 (`{"error": {"message", "type", "param", "code"}}`), `hang_next(seconds, times=n)` stalls
@@ -98,6 +101,8 @@ def _endpoint(path: str) -> str:
         return "chat"
     if path.endswith("/models"):
         return "models"
+    if path.endswith("/audio/transcriptions"):
+        return "transcriptions"
     return "unknown"
 
 
@@ -116,6 +121,8 @@ class FakeOpenAI:
         self._release = threading.Event()
         self._ids = itertools.count(1)
         self._embedders: dict[int, HashingEmbedder] = {}
+        self._transcripts: dict[bytes, str] = {}
+        self.transcription_calls: list[dict] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -151,6 +158,8 @@ class FakeOpenAI:
             self._scripts.clear()
             self._reply = None
             self._reply_fn = None
+            self._transcripts.clear()
+            self.transcription_calls.clear()
             self.latency = 0.0
             self.max_in_flight = 0
             self.max_in_flight_by_key = {}
@@ -173,6 +182,40 @@ class FakeOpenAI:
         return f"http://127.0.0.1:{self.port}/v1"
 
     # ---- scripting ------------------------------------------------------------------------
+
+    def add_transcript(self, audio: bytes, text: str) -> None:
+        """What the fake hears in these exact audio bytes."""
+        with self._lock:
+            self._transcripts[audio] = text
+
+    def _transcribe(self, content_type: str, raw: bytes) -> dict:
+        fields: dict[str, Any] = {}
+        boundary = content_type.split("boundary=", 1)[-1].strip('"').encode()
+        for part in raw.split(b"--" + boundary):
+            head, _, data = part.partition(b"\r\n\r\n")
+            name = re.search(rb'name="([^"]+)"', head)
+            if not name:
+                continue
+            data = data.removesuffix(b"\r\n")
+            if name.group(1) == b"file":
+                filename = re.search(rb'filename="([^"]*)"', head)
+                part_type = re.search(rb"Content-Type: ([^\r\n]+)", head)
+                fields["file"] = data
+                fields["filename"] = filename.group(1).decode() if filename else ""
+                fields["content_type"] = part_type.group(1).decode() if part_type else ""
+            else:
+                fields[name.group(1).decode()] = data.decode(errors="replace")
+        audio = fields.get("file", b"")
+        with self._lock:
+            self.transcription_calls.append(
+                {
+                    "model": fields.get("model"),
+                    "filename": fields.get("filename"),
+                    "content_type": fields.get("content_type"),
+                    "size": len(audio),
+                }
+            )
+            return {"text": self._transcripts.get(audio, "")}
 
     def reply_with(self, text: str) -> None:
         """Every chat completion from now on replies with `text` ('' tests empty replies)."""
@@ -328,11 +371,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        endpoint = _endpoint(self.path)
         try:
-            body = json.loads(raw) if raw else None
+            body = json.loads(raw) if raw and endpoint != "transcriptions" else None
         except ValueError:
             body = None
-        endpoint = _endpoint(self.path)
         self.fake._record(
             RecordedRequest(
                 method,
@@ -367,6 +410,11 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if method != "POST" or endpoint == "unknown":
             return self._error(404, f"Unknown path {self.path}", "unknown_url", body)
+        if endpoint == "transcriptions":
+            content_type = self.headers.get("Content-Type", "")
+            if not content_type.startswith("multipart/form-data"):
+                return self._error(400, "Expected a multipart/form-data body.", None, body)
+            return self._json(200, self.fake._transcribe(content_type, raw))
         if not isinstance(body, dict):
             return self._error(400, "We could not parse the JSON body of your request.", None, body)
         if endpoint == "embeddings":

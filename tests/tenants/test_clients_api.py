@@ -141,13 +141,14 @@ def test_owner_and_admin_change_the_bot_settings(as_owner_a, as_admin_a, tenant_
 
     second = as_admin_a.patch(
         client_url(tenant_a),
-        {"languages": ["ar", "fr"], "callback_url": "https://hooks.example/wafaa"},
+        # A public address (never called here): the outbound guard resolves names at save time.
+        {"languages": ["ar", "fr"], "callback_url": "https://93.184.215.14/wafaa"},
         format="json",
     )
     assert second.status_code == 200, second.content
     client = Client.objects.get(pk=tenant_a.pk)
     assert (client.bot_name, client.languages) == ("Nour", ["ar", "fr"])
-    assert client.callback_url == "https://hooks.example/wafaa"
+    assert client.callback_url == "https://93.184.215.14/wafaa"
     # The change is visible at once to the next request (the client cache was forgotten).
     assert as_owner_a.get(client_url(tenant_a)).json()["languages"] == ["ar", "fr"]
 

@@ -66,6 +66,10 @@ def exception_handler(exc, context_):
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RecursionError):
+        # A view whose own parser list lets json's RecursionError out (deeply nested input):
+        # the caller's input is at fault, not the server. The default parser handles it itself.
+        exc = exceptions.ParseError("The request body is nested too deeply.")
     elif isinstance(exc, RequestDataTooBig):
         return Response(
             envelope("payload_too_large", "The request body is larger than the server accepts."),
