@@ -28,7 +28,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
-from django_tenants.utils import tenant_context
+from django_tenants.utils import get_public_schema_name, schema_context, tenant_context
 
 from channels_app import providers
 from channels_app.models import ChannelAccount, InboxEvent
@@ -69,7 +69,8 @@ def inbox_drain(*, client_id: int, max_batches: int | None = None) -> DrainResul
     if client is None:
         return total
     for _ in range(max_batches or settings.INBOX_MAX_BATCHES_PER_DRAIN):
-        result = inbox_drain_batch(client=client)
+        with schema_context(get_public_schema_name()):  # the caller's schema comes back after
+            result = inbox_drain_batch(client=client)
         total.add(result)
         if result.events < settings.INBOX_BATCH_SIZE:
             # Drained: an event stored after this claim nudges a drain of its own.
@@ -110,7 +111,6 @@ def inbox_drain_batch(*, client: Client) -> DrainResult:
 
     Fresh events are stored in one transaction. Events that failed before are stored one
     transaction each, so a poison event fails alone and never takes its siblings along."""
-    connection.set_schema_to_public()
     fresh = _claim(client, retried=False)
     retried = _claim(client, retried=True)
     result = DrainResult(events=len(fresh) + len(retried))
