@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -273,6 +274,7 @@ def test_statuses_are_applied_in_bulk_and_never_backwards(
 def test_database_down_is_a_fast_503_never_a_200(worker_env):
     script = """
 import time
+import uuid
 import django
 django.setup()
 from django.test import Client
@@ -292,3 +294,42 @@ print(response.status_code, round(time.monotonic() - started, 2), response.json(
     assert (status, code) == ("503", "unavailable"), run.stdout + run.stderr
     assert float(seconds) < 2
     assert time.monotonic() - started < 30
+
+
+def test_redis_down_the_webhook_is_still_recorded_at_once_and_drained_later(
+    live, committed_client, worker_env
+):
+    """The web process never waits on the broker: with Redis unreachable the webhook is
+    stored and answered 200 at once; the nudge is lost, the event is not (the sweep or any
+    later drain stores it)."""
+    phone_id = "1065403522" + uuid.uuid4().hex[:5].translate(str.maketrans("abcdef", "123456"))
+    account = ChannelAccountFactory(client=committed_client, external_id=phone_id)
+    body = wa_text_payload(message_id="wamid.NOREDIS", text="hi", phone_id=phone_id)
+    script = f"""
+import time
+import uuid
+import django
+django.setup()
+from django.test import Client
+started = time.monotonic()
+response = Client().post(
+    "/webhook/whatsapp/{committed_client.slug}/", data={body!r}, content_type="application/json",
+    HTTP_X_HUB_SIGNATURE_256={sign_body(body, account.app_secret)!r},
+)
+print(response.status_code, round(time.monotonic() - started, 2))
+time.sleep(0.5)  # let the nudge thread fail against the dead broker
+"""
+    dead = "redis://127.0.0.1:9/0"
+    env = {**worker_env, "REDIS_URL": dead, "CELERY_BROKER_URL": dead}
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    status, seconds = run.stdout.split()[-2:]
+    assert status == "200", run.stdout + run.stderr
+    assert float(seconds) < 1
+    [event] = InboxEvent.objects.filter(client=committed_client)
+    assert event.state == "pending" and bytes(event.body) == body
+
+    inbound.inbox_drain(client_id=committed_client.pk)
+
+    assert inbound_ids(committed_client) == ["wamid.NOREDIS"]
