@@ -405,6 +405,15 @@ class GraphClient:
 
     # -- Accounts --
 
+    def permissions_get(self) -> dict[str, str]:
+        """The token's permissions as Meta lists them: {permission: granted|declined|expired}."""
+        answer = self._request("GET", "me/permissions")
+        return {
+            str(item.get("permission")): str(item.get("status"))
+            for item in answer.get("data") or []
+            if isinstance(item, dict)
+        }
+
     def node_get(self, node_id: str, fields: str) -> dict[str, Any]:
         """A Graph node (phone number id, Instagram account id) as this token sees it.
 

@@ -14,6 +14,20 @@ keepalive = 5
 accesslog = None  # our middleware logs each request as a JSON line
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn answers a request line longer than this itself (plain-text 414, before the app);
+# below it, URLs longer than MAX_URL_LENGTH get the app's JSON 414 (wafaa.middleware).
+limit_request_line = 8190
+# gunicorn (25.1+) opens a control socket for `gunicornc` at one path per user
+# ($XDG_RUNTIME_DIR/gunicorn.ctl): two instances on one machine fight over it. Off, unless
+# WEB_CONTROL_SOCKET names this instance's own path.
+if os.environ.get("WEB_CONTROL_SOCKET"):
+    control_socket = os.environ["WEB_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
+# Web requests only: a query still running this long before gunicorn's worker timeout is
+# cancelled by PostgreSQL, and the caller gets a JSON 503 instead of a killed worker. Workers
+# (long ingestion statements) keep no such limit.
+os.environ.setdefault("DB_STATEMENT_TIMEOUT_MS", str(max(1, timeout - 5) * 1000))
 
 
 def on_starting(server):

@@ -58,15 +58,39 @@ _DEV_SERVICES = _services_env_file()
 
 DEBUG = env_bool("DEBUG", True)
 TESTING = env_bool("WAFAA_TESTING", False)
+
+
+def _refuse_weak_key(name: str, value: str) -> None:
+    """Production refuses a guessable signing key (Django's own --deploy criteria, enforced)."""
+    if len(value) < 50 or len(set(value)) < 5 or value.startswith("django-insecure"):
+        raise RuntimeError(
+            f"{name} is too weak for DEBUG=false: use 50+ random characters, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(64))'"
+        )
+
+
 if DEBUG:
     SECRET_KEY = env("SECRET_KEY", "dev-insecure-secret-key-change-me-0123456789abcdefghijklmnop")
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
+    JWT_SIGNING_KEY = env("JWT_SIGNING_KEY") or SECRET_KEY
 else:
     # Production refuses to start without these: a default here would be a shared secret.
     SECRET_KEY = os.environ["SECRET_KEY"]
+    _refuse_weak_key("SECRET_KEY", SECRET_KEY)
+    # A key of its own for tokens: a leak of one (a debug page, a backup of the sessions)
+    # does not let anyone mint the other.
+    JWT_SIGNING_KEY = env("JWT_SIGNING_KEY")
+    if not JWT_SIGNING_KEY or JWT_SIGNING_KEY == SECRET_KEY:
+        raise RuntimeError(
+            "JWT_SIGNING_KEY must be set, and differ from SECRET_KEY, when DEBUG is off"
+        )
+    _refuse_weak_key("JWT_SIGNING_KEY", JWT_SIGNING_KEY)
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
     if not ALLOWED_HOSTS:
         raise RuntimeError("ALLOWED_HOSTS must be set when DEBUG is off")
+    if TESTING:
+        # WAFAA_TESTING weakens password hashing and moves Redis databases: never in production.
+        raise RuntimeError("WAFAA_TESTING cannot be set when DEBUG is off")
 
 ENVIRONMENT = env("ENVIRONMENT", "development" if DEBUG else "production")
 RELEASE = env("RELEASE", "dev")
@@ -105,7 +129,13 @@ SHARED_APPS = [
     "django.contrib.staticfiles",
     "django_prometheus",
     "rest_framework",
+    # Refresh tokens rotate, and a used or logged-out one is refused (tables in public).
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    # Swagger UI's own files, served by us (no CDN in the API docs page).
+    "drf_spectacular_sidecar",
+    # Failed logins counted per (account, IP) and per IP on every login surface.
+    "axes",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -128,6 +158,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: a locked-out caller is refused before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "tenants.login_throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -136,6 +171,7 @@ MIDDLEWARE = [
     "wafaa.middleware.RequestContextMiddleware",
     "wafaa.middleware.NulCharacterMiddleware",
     "wafaa.middleware.PublicSchemaMiddleware",
+    "wafaa.middleware.RequestLimitsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin CSS, API docs assets) from the app itself, in every mode: gunicorn
     # serves none, and a deployment needs no separate file server for them.
@@ -146,6 +182,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last: turns a locked-out admin login into its 429 answer (tenants.login_throttle).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -184,8 +223,17 @@ def _database_from_url(url: str) -> dict:
         # Persistent connections, checked before reuse, sized by the number of processes.
         "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": {"connect_timeout": env_int("DB_CONNECT_TIMEOUT", 3), **options},
+        "OPTIONS": {"connect_timeout": env_int("DB_CONNECT_TIMEOUT", 3), **_timeouts, **options},
     }
+
+
+# 0: no limit (workers). gunicorn.conf.py sets it for web processes, under the worker timeout.
+DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 0)
+_timeouts = (
+    {"options": f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"}
+    if DB_STATEMENT_TIMEOUT_MS > 0
+    else {}
+)
 
 
 DATABASE_URL = env("DATABASE_URL") or _DEV_SERVICES.get("DATABASE_URL", "")
@@ -238,6 +286,73 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 X_FRAME_OPTIONS = "DENY"
+# Reverse proxies in front of gunicorn that append the caller's address to X-Forwarded-For;
+# 0 trusts no header (REMOTE_ADDR). Login and sign-up throttles count per caller address.
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
+# Pages we serve (admin, API docs) load scripts only from us; inline styles stay allowed for
+# the admin's and Swagger UI's style attributes. JSON responses carry the same header.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+# Requests whose URL is longer than this get the 414 envelope from the app (gunicorn answers
+# lines over its limit_request_line itself, in plain text: see config/gunicorn.conf.py).
+MAX_URL_LENGTH = env_int("MAX_URL_LENGTH", 4096)
+
+# --- accounts: login throttling, sign-up, invitations, email -----------------------------------
+
+# django-axes with our handler (tenants.login_throttle): a (account, IP) pair is locked after
+# LOGIN_FAILURES_PER_ACCOUNT_AND_IP failures, an IP after LOGIN_FAILURES_PER_IP failures over any
+# accounts (password spraying), each for LOGIN_LOCKOUT_MINUTES after its last failure. No
+# account-wide lock: an attacker elsewhere cannot lock the real person out.
+LOGIN_FAILURES_PER_ACCOUNT_AND_IP = env_int("LOGIN_FAILURES_PER_ACCOUNT_AND_IP", 10)
+LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 20)
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15)
+AXES_HANDLER = "tenants.login_throttle.LoginFailureHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_FAILURE_LIMIT = LOGIN_FAILURES_PER_IP
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_CLIENT_IP_CALLABLE = "wafaa.clientip.client_ip"
+AXES_USERNAME_CALLABLE = "tenants.login_throttle.username_of"
+AXES_CLIENT_STR_CALLABLE = "tenants.login_throttle.describe_client"
+AXES_LOCKOUT_CALLABLE = "tenants.login_throttle.lockout_response"
+AXES_RESET_ON_SUCCESS = False  # our handler resets the (account, IP) count only
+AXES_ENABLE_ADMIN = False  # counts live in Redis, not in axes' tables
+AXES_VERBOSE = False
+# Sign-ups per caller address (DRF rate: N/second|minute|hour|day); each pending sign-up waits
+# for its email to be verified before any client schema exists.
+SIGNUP_THROTTLE_RATE = env("SIGNUP_THROTTLE_RATE", "10/hour")
+SIGNUP_VERIFY_HOURS = env_int("SIGNUP_VERIFY_HOURS", 48)
+INVITATION_DAYS = env_int("INVITATION_DAYS", 7)
+# Invitation emails per client (each invitation sends one).
+INVITATION_THROTTLE_RATE = env("INVITATION_THROTTLE_RATE", "100/day")
+# Where the links in account emails point: the app that posts the token to the API.
+ACCOUNT_LINKS_BASE_URL = env("ACCOUNT_LINKS_BASE_URL", "http://localhost:8000")
+if not DEBUG and not ACCOUNT_LINKS_BASE_URL.startswith("https://"):
+    # The links carry one-time tokens that create accounts: never over plain HTTP.
+    raise RuntimeError("ACCOUNT_LINKS_BASE_URL must be an https:// URL when DEBUG is off")
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Wafaa <no-reply@wafaa.local>")
 
 # --- REST API --------------------------------------------------------------------------------
 
@@ -255,13 +370,18 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "wafaa.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_RATES": {"signup": SIGNUP_THROTTLE_RATE, "invite": INVITATION_THROTTLE_RATE},
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 30)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7)),
-    "SIGNING_KEY": env("JWT_SIGNING_KEY", SECRET_KEY),
+    "SIGNING_KEY": JWT_SIGNING_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": True,
+    # Each refresh answers a new refresh token and blacklists the one used: a stolen refresh
+    # token works once, and logout (/auth/logout) ends it.
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Wafaa API",
@@ -269,6 +389,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No validator badge: Swagger UI would send our schema's URL to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "ENUM_NAME_OVERRIDES": {
         "MembershipRoleEnum": "tenants.models.Membership.Role",
         "ClientStatusEnum": "tenants.models.Client.Status",
@@ -336,6 +461,8 @@ CELERY_TASK_ROUTES = {
     # The webhook inbox's drain is short database work: it must not queue behind LLM calls.
     "conversations.tasks.inbox_drain_task": {"queue": "default"},
     "conversations.tasks.inbox_sweep_task": {"queue": "default"},
+    # An answer evaluation runs minutes of drafting: never ahead of customers' replies.
+    "conversations.tasks.answer_evaluation_run_task": {"queue": "default"},
     "knowledge.*": {"queue": "ingest"},
 }
 # Beat writes a heartbeat on each tick (its container's health check reads it).
@@ -358,6 +485,8 @@ CELERY_BEAT_SCHEDULE = {
     "queue-depth": {"task": "wafaa.queue_depth_sample_task", "schedule": 15},
     "inbox-sweep": {"task": "conversations.tasks.inbox_sweep_task", "schedule": 15},
     "resources": {"task": "wafaa.resources_sample_task", "schedule": 30},
+    "customer-waits": {"task": "conversations.tasks.customer_waits_sample_task", "schedule": 60},
+    "accounts-purge": {"task": "tenants.tasks.accounts_purge_expired_task", "schedule": 3600},
     "ingest-sweep": {
         "task": "conversations.tasks.fan_out_to_clients_task",
         "schedule": 300,
@@ -388,7 +517,7 @@ EMBEDDING_TIMEOUT = env_float("EMBEDDING_TIMEOUT", 30.0)
 
 # Fernet key(s) for secrets at rest, comma separated (first encrypts, all decrypt).
 FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
-if not DEBUG and not TESTING and not FIELD_ENCRYPTION_KEYS:
+if not DEBUG and not FIELD_ENCRYPTION_KEYS:
     raise RuntimeError("FIELD_ENCRYPTION_KEYS must be set when DEBUG is off (Fernet keys)")
 # App-level webhook (/webhook/<channel>/) for one Meta app serving many clients.
 META_APP_SECRET = env("META_APP_SECRET")
@@ -429,6 +558,7 @@ HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 80)
 REPLY_QUIET_PERIOD_SECONDS = env_float("REPLY_QUIET_PERIOD_SECONDS", 2.0)
 CONTEXT_MESSAGES = env_int("CONTEXT_MESSAGES", 12)
 CONTEXT_CACHE_SECONDS = env_int("CONTEXT_CACHE_SECONDS", 3600)
+HANDOFF_WAITING_ALERT_MINUTES = env_int("HANDOFF_WAITING_ALERT_MINUTES", 30)
 HANDOFF_IDLE_MINUTES = env_int("HANDOFF_IDLE_MINUTES", 240)
 SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 180)
 MAX_INBOUND_TEXT_CHARS = env_int("MAX_INBOUND_TEXT_CHARS", 4000)

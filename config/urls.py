@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from backoffice import client_admin
 from wafaa import health, metrics_export
@@ -13,7 +13,9 @@ urlpatterns = [
     path("ready", health.ready_view, name="ready"),
     path("metrics", metrics_export.metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves its start-up script as a file: the page needs no inline script
+    # (Content-Security-Policy: script-src 'self'), and its assets come from the sidecar app.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("tenants.api.urls")),
     path("", include("channels_app.urls")),
     # Any other /api/ path: the API's 404 envelope, also when DEBUG shows HTML pages elsewhere.

@@ -401,6 +401,7 @@ def message_statuses_apply(*, updates: list[StatusUpdate]) -> list[Message]:
             )
     for channel, status in applied:
         metrics.MESSAGES.labels(channel=channel, direction="out", status=status).inc()
+        metrics.DELIVERY_STATUSES.labels(channel=channel, status=status).inc()
     for message in changed.values():
         if message.status == Message.Status.FAILED:
             notifications.notify(

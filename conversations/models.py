@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from wafaa.models import TimeStampedModel
+from wafaa.models import TimeStampedModel, UUIDModel
 
 
 class Contact(TimeStampedModel):
@@ -168,3 +168,29 @@ class ConversationEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} by {self.actor}"
+
+
+class AnswerEvaluation(UUIDModel):
+    """One run of a question set through the reply drafting (conversations.evaluation),
+    started through the API and run by a worker; progress and result are kept here."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    questions = models.JSONField(default=list)  # [{question, expected: [...], language}]
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_by_email = models.CharField(max_length=254, blank=True, default="")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"evaluation {self.pk} ({self.status}, {self.done}/{self.total})"

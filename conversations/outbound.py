@@ -19,7 +19,7 @@ from channels_app.pacing import pace
 from channels_app.services import graph_client_for
 from conversations import notifications
 from conversations.models import Message
-from wafaa import metrics
+from wafaa import metrics, otel
 from wafaa.errors import NotFoundError
 from wafaa.redis import get_redis
 
@@ -65,7 +65,8 @@ def message_send(*, message_id) -> str:
     if not lock.acquire():
         raise SendRetryableError("another worker is sending this message", countdown=2)
     try:
-        return _send_parts(message, account)
+        with otel.stage("send", channel=account.kind):
+            return _send_parts(message, account)
     finally:
         try:
             lock.release()
@@ -149,6 +150,7 @@ def message_send_fail(message, reason: str, detail: str) -> str:
         updated_at=timezone.now(),
     )
     logger.warning("message not sent", extra={"message_id": str(message.pk), "reason": reason})
+    metrics.SENDS_FAILED.labels(channel=message.conversation.channel, reason=reason[:64]).inc()
     notifications.notify(
         conversation=message.conversation,
         event="delivery_failed",

@@ -27,8 +27,8 @@ from django.utils import timezone
 
 from conversations import handoff, media, offers, services
 from conversations.models import Conversation, Message
-from wafaa import ai_config, metrics
-from wafaa.ai import answerer
+from wafaa import ai_config, metrics, otel
+from wafaa.ai import answerer, confidence
 from wafaa.ai.llm import (
     LLMEmptyResponseError,
     LLMError,
@@ -37,6 +37,7 @@ from wafaa.ai.llm import (
     strip_handoff_marker,
 )
 from wafaa.redis import get_redis
+from wafaa.text import STOPWORDS, split_sentences, words
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class Draft:
     completion_tokens: int | None = None
     latency_ms: int | None = None
     handoff_reason: str = ""
+    confidence: float | None = None  # how sure we are of the best entry (wafaa.ai.confidence)
+    candidate: str = ""  # offline: the answer a lower threshold would have given
     buttons: list[dict] = field(default_factory=list)  # reply buttons sent with the text
 
 
@@ -135,7 +138,7 @@ def _draft_for(
     client, conversation: Conversation, pending: list[Message], *, final_attempt
 ) -> Draft:
     question = _question_text(pending)
-    language = answerer.detect_language(question) if question else "en"
+    language = question_language(client, question)
 
     if not _within_daily_limit(client):
         logger.warning(
@@ -159,7 +162,7 @@ def _draft_for(
     understood = media.pending_understand(pending)
     if any(m.transcript for m in pending):
         question = _question_text(pending)
-        language = answerer.detect_language(question) if question else language
+        language = question_language(client, question) if question else language
     if not question and understood.voice_unheard:
         # Voice notes we could not hear (offline, or a failed transcription): ask to write.
         return Draft(answerer.unsupported_media_message(language), outcome="unsupported")
@@ -173,65 +176,76 @@ def _draft_for(
             answerer.unsupported_media_message(language),
             outcome="unsupported",
         )
+    return draft_answer(
+        client=client,
+        question=question,
+        language=language,
+        conversation=conversation,
+        context=_context(conversation, exclude=[m.pk for m in pending]),
+        final_attempt=final_attempt,
+        images=understood.images,
+    )
+
+
+def question_language(client, text: str) -> str:
+    """The language to answer `text` in, among the client's configured languages."""
+    if not text:
+        return "en"
+    return answerer.detect_language(text, languages=client.languages or None)
+
+
+def draft_answer(
+    *,
+    client,
+    question: str,
+    language: str,
+    conversation: Conversation | None = None,
+    context: list[dict] | None = None,
+    final_attempt: bool = True,
+    images: list | None = None,
+) -> Draft:
+    """The reply to a customer's text: handoff keywords, retrieval, confidence, then the LLM
+    or the extractive answerer. Without `conversation` (an evaluation) nothing is written."""
     if handoff.asks_for_person(question, client.handoff_keywords):
         return Draft(_handoff_ack(language), outcome="handoff", handoff_reason="customer_asked")
 
-    from knowledge.services import retrieve
-
-    chunks = retrieve(question, k=5)
-    best = max((_confidence(c) for c in chunks), default=0.0)
-    citations = [
-        {
-            "chunk_id": c.chunk_id,
-            "document_id": str(c.document_id),
-            "document": c.document_title,
-            "score": round(c.score, 4),
-            "similarity": None if c.similarity is None else round(c.similarity, 4),
-        }
-        for c in chunks
-    ]
+    asked = _assess_questions(question, language, client.confidence_threshold)
+    chunks = _chunks_for(asked)
+    citations = [_citation(c) for c in chunks]
+    best = max((a.assessment.confidence for a in asked), default=0.0)
     meaningful = bool(_LETTERS.search(question))
     low_confidence = meaningful and best < client.confidence_threshold
-    streak = _confidence_streak(conversation, low_confidence)
+    streak = _confidence_streak(conversation, low_confidence) if conversation else 0
     if low_confidence and streak >= 2:
         return Draft(
             _handoff_ack(language),
             outcome="handoff",
             citations=citations,
             handoff_reason="low_confidence",
+            confidence=best,
         )
 
     chat = ai_config.get_chat_client(client.effective_model())
     if chat is None:
-        result = answerer.extractive_answer(
-            question,
-            [{"text": c.text, "metadata": c.metadata, "score": _confidence(c)} for c in chunks],
-            min_score=client.confidence_threshold,
-        )
-        return Draft(
-            result.text,
-            outcome="answered" if result.confident else "fallback",
-            citations=citations if result.confident else [],
-            model="extractive",
-            # Not confident: the text offers a person; the buttons let a tap answer it.
-            buttons=[] if result.confident else offers.handoff_offer_buttons(language),
-        )
+        return _extractive_draft(client, asked, language, best)
 
     messages = build_grounded_messages(
         persona=client.persona,
         bot_name=client.bot_name,
         languages=client.languages or [],
-        context_messages=_context(conversation, exclude=[m.pk for m in pending]),
+        context_messages=context or [],
         question=question,
         chunks=[{"text": c.text, "title": c.document_title, "score": c.score} for c in chunks],
+        language=language,
+        questions=[a.text for a in asked] if len(asked) > 1 else None,
     )
     model = client.effective_model()
-    if understood.images:  # the picture goes with the question, to a model that can see it
-        messages = media.attach_images(messages, understood.images)
+    if images:  # the picture goes with the question, to a model that can see it
+        messages = media.attach_images(messages, images)
         model = settings.VISION_MODEL
         chat = ai_config.get_chat_client(model)
     try:
-        with metrics.LLM_LATENCY.labels(model=model).time():
+        with metrics.LLM_LATENCY.labels(model=model).time(), otel.stage("llm", model=model):
             result = chat.complete(messages)
     except LLMTransientError as exc:
         metrics.LLM_CALLS.labels(model=model, result="transient_error").inc()
@@ -270,15 +284,142 @@ def _draft_for(
         completion_tokens=result.completion_tokens,
         latency_ms=result.latency_ms,
         handoff_reason="model_suggested" if wants_handoff else "",
+        confidence=best,
     )
 
 
-def _confidence(chunk) -> float:
-    """How sure retrieval is that a chunk answers: its vector similarity or its keyword score
-    (both 0..1), whichever is higher. Keyword evidence counts as much as meaning: an Arabic
-    question naming a product that an Arabic FAQ names is a match even when the multilingual
-    model scores the pair low."""
-    return max(chunk.similarity or 0.0, chunk.keyword_rank or 0.0)
+# The most questions of one burst answered one by one; more are answered as one text.
+MAX_BURST_QUESTIONS = 5
+# Candidates per question: a bilingual FAQ entry is one chunk per language.
+RETRIEVE_K = 16
+
+
+@dataclass
+class _Asked:
+    text: str
+    assessment: confidence.Assessment
+    chunks: list
+
+
+def _burst_questions(text: str) -> list[str]:
+    """The distinct questions of a burst: its messages and sentences that carry content
+    words ("Hi" and "I want to know" alone are no question)."""
+    parts = [
+        p
+        for p in split_sentences(text, lines=True)
+        if any(len(w) > 1 and w not in STOPWORDS for w in words(p))
+    ]
+    distinct = list(dict.fromkeys(parts))
+    if len(distinct) <= 1 or len(distinct) > MAX_BURST_QUESTIONS:
+        return [text]
+    return distinct
+
+
+def _assess(text: str, language: str) -> _Asked:
+    from knowledge.services import retrieve
+
+    with otel.stage("retrieve"):
+        chunks = retrieve(confidence.expand_query(text), k=RETRIEVE_K)
+    candidates = [
+        confidence.Candidate(
+            text=c.text,
+            metadata=c.metadata,
+            similarity=c.similarity,
+            keyword=c.keyword_rank,
+            key=f"{c.document_id}:{c.metadata.get('entry', c.chunk_id)}",
+            ref=c,
+        )
+        for c in chunks
+    ]
+    return _Asked(text, confidence.assess(text, candidates, language=language), chunks)
+
+
+def _assess_questions(text: str, language: str, threshold: float) -> list[_Asked]:
+    """Each question of the burst with its best entry. Parts that are neither answerable nor
+    asked as a question ("one question", "I want to know") are dropped; when that leaves no
+    answerable question and fewer than two asked ones, the burst is read as one question."""
+    questions = _burst_questions(text)
+    asked = [_assess(q, language) for q in questions]
+    if len(asked) == 1:
+        return asked
+    kept = [
+        a
+        for a in asked
+        if a.assessment.confidence >= threshold or a.text.rstrip().endswith(("?", "\u061f"))
+    ]
+    if len(kept) >= 2 or (kept and kept[0].assessment.confidence >= threshold):
+        return kept
+    return [_assess(text, language)]
+
+
+def _chunks_for(asked: list[_Asked]) -> list:
+    """The chunks behind the answers, best entry of each question first, without repeats."""
+    chosen, seen = [], set()
+    for item in asked:
+        best = item.assessment.best
+        ordered = ([best.ref] if best else []) + item.chunks
+        for chunk in ordered:
+            if chunk.chunk_id not in seen:
+                seen.add(chunk.chunk_id)
+                chosen.append(chunk)
+    return chosen[: 8 + 2 * (len(asked) - 1)]
+
+
+def _citation(c) -> dict:
+    return {
+        "chunk_id": c.chunk_id,
+        "document_id": str(c.document_id),
+        "document": c.document_title,
+        "score": round(c.score, 4),
+        "similarity": None if c.similarity is None else round(c.similarity, 4),
+    }
+
+
+def _extractive_draft(client, asked: list[_Asked], language: str, best: float) -> Draft:
+    """Offline: one extractive answer per confident question, merged into one message."""
+    answers, citations, candidate, entries = [], [], "", set()
+    unanswered = False
+    for item in asked:
+        top = item.assessment.best
+        if top is None:
+            unanswered = True
+            continue
+        result = answerer.extractive_answer(
+            item.text,
+            [{"text": top.text, "metadata": top.metadata, "score": item.assessment.confidence}],
+            min_score=0.0,
+            language=language,
+        )
+        candidate = candidate or result.text
+        if item.assessment.confidence < client.confidence_threshold:
+            unanswered = True
+            continue
+        if top.key in entries:
+            continue
+        entries.add(top.key)
+        answers.append(result.text)
+        citations.append(_citation(top.ref))
+    if not answers:
+        return Draft(
+            _fallback(client, language),
+            outcome="fallback",
+            model="extractive",
+            confidence=best,
+            candidate=candidate,
+            # The text offers a person; the buttons let a tap answer it.
+            buttons=offers.handoff_offer_buttons(language),
+        )
+    text = "\n\n".join(answers)
+    if unanswered and len(asked) > 1:
+        text = f"{text}\n\n{_fallback(client, language)}"
+    return Draft(
+        text,
+        outcome="answered",
+        citations=citations,
+        model="extractive",
+        confidence=best,
+        candidate=text,
+    )
 
 
 def _handoff_ack(language: str) -> str:
@@ -386,7 +527,8 @@ def _store_and_send(
                 transaction.on_commit(lambda: message_mark_read_task.delay(last_inbound))
     metrics.REPLIES.labels(outcome=draft.outcome).inc()
     first = min(m.created_at for m in pending)
-    metrics.REPLY_LATENCY.observe((timezone.now() - first).total_seconds())
+    waited = (timezone.now() - first).total_seconds()
+    metrics.REPLY_LATENCY.observe(waited)
     logger.info(
         "reply queued",
         extra={
@@ -394,6 +536,12 @@ def _store_and_send(
             "reply": str(reply.pk),
             "answered": len(pending),
             "chunks": len(draft.citations),
+            # One line per answered message with what an operator filters and sums on.
+            "channel": conversation.channel,
+            "latency_ms": int(waited * 1000),
+            "model": draft.model,
+            "prompt_tokens": draft.prompt_tokens,
+            "completion_tokens": draft.completion_tokens,
         },
     )
     return draft.outcome

@@ -6,7 +6,13 @@ from datetime import date, datetime
 
 from django.db.models import Prefetch, QuerySet
 
-from conversations.models import Contact, Conversation, ConversationEvent, Message
+from conversations.models import (
+    AnswerEvaluation,
+    Contact,
+    Conversation,
+    ConversationEvent,
+    Message,
+)
 
 
 def conversation_list(
@@ -112,3 +118,7 @@ def usage_list(*, client, start: date, end: date):
     from tenants.models import DailyUsage
 
     return DailyUsage.objects.filter(client=client, day__gte=start, day__lte=end).order_by("day")
+
+
+def answer_evaluation_get(*, evaluation_id) -> AnswerEvaluation | None:
+    return AnswerEvaluation.objects.filter(pk=evaluation_id).first()

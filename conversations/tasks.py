@@ -7,10 +7,17 @@ import random
 import requests
 from celery import shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 
 from channels_app import graph
-from conversations import handoff, inbound, notifications, outbound, pipeline, sweeper
+from conversations import (
+    evaluation,
+    handoff,
+    monitoring,
+    notifications,
+    outbound,
+    pipeline,
+    sweeper,
+)
 from wafaa.tasks import ClientTask, WafaaTask
 
 
@@ -137,27 +144,18 @@ def legacy_message_mark_read_task(message_id):
     outbound.message_mark_read(message_id=message_id)
 
 
+@shared_task(base=WafaaTask, name="conversations.tasks.customer_waits_sample_task")
+def customer_waits_sample_task():
+    """Beat: what customers wait for, over every client, into the gauges alerts read."""
+    return monitoring.customer_waits_sample()
+
+
 @shared_task(
-    base=WafaaTask,
-    name="conversations.tasks.inbox_drain_task",
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=30,
-    max_retries=5,
+    base=ClientTask,
+    name="conversations.tasks.answer_evaluation_run_task",
+    soft_time_limit=30 * 60,
+    time_limit=31 * 60,
 )
-def inbox_drain_task(client_id):
-    """Drain one client's webhook inbox; sends itself again while events remain."""
-    result = inbound.inbox_drain(client_id=client_id)
-    if result.more:
-        inbox_drain_task.delay(client_id)
-    return {"events": result.events, "accepted": result.accepted, "statuses": result.statuses}
-
-
-@shared_task(base=WafaaTask, name="conversations.tasks.inbox_sweep_task")
-def inbox_sweep_task():
-    """Beat: drain the inboxes no nudge reached (Redis was down), prune old events."""
-    waiting = inbound.inbox_clients_waiting()
-    for client_id in waiting:
-        inbox_drain_task.delay(client_id)
-    return {"drained": len(waiting), "pruned": inbound.inbox_prune()}
+def answer_evaluation_run_task(evaluation_id):
+    """Run a stored answer evaluation (queue `default`: long, not a customer's reply)."""
+    return evaluation.evaluation_run(evaluation_id=evaluation_id)

@@ -288,6 +288,18 @@ _TRIGRAM_SQL = """
 """
 
 
+def chunk_similarities(
+    *, vector: Sequence[float], embedder_name: str, chunk_ids: Sequence[int]
+) -> dict[int, float]:
+    """Cosine similarity of `vector` to each of these chunks (made by `embedder_name`)."""
+    rows = (
+        Chunk.objects.filter(pk__in=list(chunk_ids), embedder=embedder_name)
+        .annotate(distance=CosineDistance("embedding", list(vector)))
+        .values_list("id", "distance")
+    )
+    return {chunk_id: 1.0 - float(distance) for chunk_id, distance in rows}
+
+
 def chunks_for_results(*, chunk_ids: Sequence[int]) -> dict[int, Chunk]:
     """The chunks (with their document's id and title) of a result list, by id."""
     queryset = (

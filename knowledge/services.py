@@ -568,6 +568,15 @@ def retrieve(query: str, k: int = 5, *, embedder: Embedder | None = None) -> lis
     ranked = sorted(scores, key=lambda cid: (-scores[cid], -similarity.get(cid, -math.inf), cid))[
         :k
     ]
+    missing = [cid for cid in ranked if cid not in similarity]
+    if vector is not None and missing:
+        # Keyword-only hits get their cosine similarity too, so confidence compares like
+        # with like (one indexed read of at most k rows).
+        similarity.update(
+            selectors.chunk_similarities(
+                vector=vector, embedder_name=embedder.name, chunk_ids=missing
+            )
+        )
     chunks = selectors.chunks_for_results(chunk_ids=ranked)
     return [
         RetrievedChunk(

@@ -4,8 +4,8 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from tenants import services
-from tenants.models import APIKey, Client, DailyUsage, Domain, Membership
+from tenants import accounts, services
+from tenants.models import APIKey, Client, DailyUsage, Domain, Invitation, Membership, SignUp
 
 
 class DomainInline(admin.TabularInline):
@@ -153,3 +153,64 @@ class APIKeyAdmin(admin.ModelAdmin):
         for key in queryset:
             services.api_key_revoke(client=key.client, key_id=key.pk)
         messages.success(request, f"{queryset.count()} key(s) revoked.")
+
+
+@admin.register(SignUp)
+class SignUpAdmin(admin.ModelAdmin):
+    """Sign-ups whose email was never verified: no user, client or schema exists for them."""
+
+    list_display = ["email", "client_slug", "client_name", "ip_address", "created_at", "expires_at"]
+    search_fields = ["email", "client_slug", "ip_address"]
+    list_filter = ["created_at"]
+    readonly_fields = [
+        "email",
+        "name",
+        "client_name",
+        "client_slug",
+        "ip_address",
+        "created_at",
+        "expires_at",
+    ]
+    exclude = ["password", "token_hash"]
+    actions = ["purge_selected", "purge_expired"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Purge selected unverified sign-ups")
+    def purge_selected(self, request, queryset):
+        count = accounts.signups_purge(
+            expired_only=False, ids=queryset.values_list("pk", flat=True)
+        )
+        messages.success(request, f"{count} unverified sign-up(s) purged.")
+
+    @admin.action(description="Purge every expired sign-up")
+    def purge_expired(self, request, queryset):
+        count = accounts.signups_purge(expired_only=True)
+        messages.success(request, f"{count} expired sign-up(s) purged.")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "client", "role", "created_at", "expires_at", "accepted_at"]
+    list_filter = ["role"]
+    search_fields = ["email", "client__slug"]
+    readonly_fields = [
+        "client",
+        "email",
+        "role",
+        "invited_by",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+    ]
+    exclude = ["token_hash"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

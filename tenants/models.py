@@ -87,7 +87,10 @@ class Client(TenantMixin, TimeStampedModel):
     languages = models.JSONField(default=default_languages, blank=True)
     llm_model = models.CharField(max_length=100, blank=True, default="")
     handoff_keywords = models.JSONField(default=default_handoff_keywords, blank=True)
-    confidence_threshold = models.FloatField(default=0.3)
+    confidence_threshold = models.FloatField(
+        default=0.7,
+        help_text="Minimum calibrated confidence (0..1) to answer from the knowledge.",
+    )
     # Blank: a built-in message in the customer's language (wafaa.ai.answerer).
     fallback_message = models.TextField(blank=True, default="")
     unsupported_media = models.CharField(
@@ -201,3 +204,59 @@ class DailyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_id} {self.day}"
+
+
+class SignUp(TimeStampedModel):
+    """A registration waiting for its email to be verified: no user, client or schema yet.
+
+    Verifying the emailed link creates all three (tenants.accounts.signup_verify). Rows that
+    are never verified are purged when they expire (admin action, command, beat task).
+    """
+
+    email = models.EmailField()
+    name = models.CharField(max_length=150, blank=True, default="")
+    # A Django password hash, copied onto the user on verification; the password is never kept.
+    password = models.CharField(max_length=128)
+    client_name = models.CharField(max_length=200)
+    client_slug = models.CharField(max_length=42)
+    # SHA-256 of the emailed one-time token (256-bit random, so a slow hash adds nothing).
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField(db_index=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "unverified sign-up"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.client_slug}"
+
+
+class Invitation(TimeStampedModel):
+    """An invitation to join a client, emailed to the invitee; no membership until accepted."""
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(
+        max_length=16, choices=Membership.Role.choices, default=Membership.Role.AGENT
+    )
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    expires_at = models.DateTimeField(db_index=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # Inviting someone again replaces their pending invitation (a new link).
+            models.UniqueConstraint(
+                fields=["client", "email"],
+                condition=models.Q(accepted_at__isnull=True),
+                name="one_pending_invitation_per_email",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.client_id} ({self.role})"

@@ -7,8 +7,9 @@ import time
 
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from tenants.models import APIKey, Client, Membership
+from tenants.models import APIKey, Client, Invitation, Membership
 
 _CLIENT_CACHE_SECONDS = 5.0
 _client_cache: dict[int, tuple[float, Client]] = {}
@@ -72,3 +73,21 @@ def api_key_list(*, client: Client) -> QuerySet[APIKey]:
 
 def user_get_by_email(*, email: str):
     return get_user_model().objects.filter(email__iexact=email).first()
+
+
+def invitation_list(*, client: Client):
+    """The client's pending invitations (expired ones included until purged)."""
+    return Invitation.objects.filter(client=client, accepted_at__isnull=True).order_by(
+        "-created_at", "-pk"
+    )
+
+
+def invitation_pending_for_user(*, user):
+    """Invitations addressed to this account's email, not accepted, not expired."""
+    return (
+        Invitation.objects.filter(
+            email__iexact=user.email, accepted_at__isnull=True, expires_at__gt=timezone.now()
+        )
+        .select_related("client")
+        .order_by("-created_at", "-pk")
+    )

@@ -8,7 +8,6 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
-from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, transaction
 from django.utils import timezone
@@ -57,7 +56,7 @@ class ValidationFailedError(ApplicationError):
     status_code = 400
 
 
-def _check_slug(slug: str) -> None:
+def client_slug_check(slug: str) -> None:
     if not SLUG_RE.match(slug):
         raise ValidationFailedError(
             "The slug must be 1-42 lowercase letters, digits or '-', not starting or ending "
@@ -90,7 +89,7 @@ def client_create(*, name: str, slug: str, **fields) -> Client:
 
     If any step fails, the client row and its schema are removed: no half-created client.
     """
-    _check_slug(slug)
+    client_slug_check(slug)
     unknown = set(fields) - CLIENT_UPDATABLE_FIELDS - STAFF_ONLY_FIELDS
     if unknown:
         raise ValidationFailedError(f"Unknown client fields: {', '.join(sorted(unknown))}.")
@@ -145,7 +144,7 @@ def client_set_status(*, client: Client, status: str) -> Client:
     return client
 
 
-def _validate_password(password: str, user=None) -> None:
+def password_check(password: str, user=None) -> None:
     try:
         validate_password(password, user)
     except DjangoValidationError as exc:
@@ -162,7 +161,7 @@ def user_create(*, email: str, password: str | None, name: str = "") -> User:
         )
     user = User(username=email.lower(), email=email.lower(), first_name=name[:150])
     if password:
-        _validate_password(password, user)
+        password_check(password, user)
         user.set_password(password)
     else:
         user.set_unusable_password()
@@ -170,37 +169,7 @@ def user_create(*, email: str, password: str | None, name: str = "") -> User:
     return user
 
 
-def user_register(*, email: str, password: str, name: str, client_name: str, client_slug: str):
-    """A new user and their own new client in one step; they become its owner."""
-    _check_slug(client_slug)
-    with transaction.atomic():
-        user = user_create(email=email, password=password, name=name)
-        client = client_create(name=client_name, slug=client_slug)
-        Membership.objects.create(user=user, client=client, role=Membership.Role.OWNER)
-    return user, client
-
-
-def membership_invite(
-    *, client: Client, email: str, role: str, invited_by
-) -> tuple[Membership, str | None]:
-    """Add a user to a client; a new user gets a one-time token to set a password."""
-    if role not in Membership.Role.values:
-        raise ValidationFailedError(f"Unknown role '{role}'.", details={"role": ["invalid"]})
-    if role == Membership.Role.OWNER and not _is_owner_or_staff(invited_by, client):
-        raise PermissionDeniedError("Only an owner can add another owner.")
-    user = selectors.user_get_by_email(email=email)
-    token = None
-    if user is None:
-        user = user_create(email=email, password=None)
-        token = default_token_generator.make_token(user)
-    if Membership.objects.filter(user=user, client=client).exists():
-        raise ConflictError(f"{email} is already a member of this client.")
-    membership = Membership.objects.create(user=user, client=client, role=role)
-    logger.info("member added", extra={"client": client.slug, "role": role})
-    return membership, token
-
-
-def _is_owner_or_staff(user, client: Client) -> bool:
+def is_owner_or_staff(user, client: Client) -> bool:
     if getattr(user, "is_staff", False):
         return True
     if getattr(user, "api_key", None) is not None:
@@ -214,7 +183,7 @@ def membership_remove(*, client: Client, membership_id: int, removed_by) -> None
     if membership is None:
         raise NotFoundError("No such member in this client.")
     if membership.role == Membership.Role.OWNER:
-        if not _is_owner_or_staff(removed_by, client):
+        if not is_owner_or_staff(removed_by, client):
             raise PermissionDeniedError("Only an owner can remove an owner.")
         # Lock the owners: two owners removing each other at once must not leave none.
         owners = Membership.objects.select_for_update().filter(
@@ -223,18 +192,6 @@ def membership_remove(*, client: Client, membership_id: int, removed_by) -> None
         if len(owners) <= 1:
             raise ConflictError("A client keeps at least one owner. Add another owner first.")
     membership.delete()
-
-
-def user_set_password(*, email: str, token: str, password: str) -> None:
-    user = selectors.user_get_by_email(email=email)
-    if user is None or not default_token_generator.check_token(user, token):
-        raise ValidationFailedError(
-            "This password token is invalid or has expired. Ask for a new invitation.",
-            details={"token": ["invalid"]},
-        )
-    _validate_password(password, user)
-    user.set_password(password)
-    user.save(update_fields=["password"])
 
 
 def api_key_create(*, client: Client, name: str, role: str, created_by) -> tuple[APIKey, str]:

@@ -35,6 +35,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from conversations import services as conversation_services
 from conversations.models import Conversation
+from tenants import accounts
 from tenants.api.base import ClientScopedAPIView
 from tenants.models import Membership
 from tests.conftest import inside
@@ -62,6 +63,16 @@ def no_setup(client) -> dict:
 
 def make_member(client) -> dict:
     return {"member_id": MembershipFactory(client=client, role=Membership.Role.AGENT).pk}
+
+
+def make_invitation(client) -> dict:
+    invitation = accounts.invitation_create(
+        client=client,
+        email=f"invited-{uuid.uuid4().hex[:8]}@example.com",
+        role="agent",
+        invited_by=None,
+    )
+    return {"invitation_id": invitation.pk}
 
 
 def make_api_key(client) -> dict:
@@ -93,6 +104,17 @@ def make_conversation(client) -> dict:
     return {"conversation_id": conversation.pk, "contact_id": conversation.contact_id}
 
 
+def make_evaluation(client) -> dict:
+    from conversations.models import AnswerEvaluation
+
+    with inside(client):
+        run = AnswerEvaluation.objects.create(
+            questions=[{"question": "When do you open?", "expected": ["8am"], "language": "en"}],
+            total=1,
+        )
+    return {"evaluation_id": run.pk}
+
+
 # --- the table -------------------------------------------------------------------------------
 
 
@@ -116,8 +138,10 @@ CLIENT_SCOPED_ENDPOINTS = [
     Row("PUT", "", body={"name": "Renamed by the caller"}),
     Row("PATCH", "", body={"bot_name": "Changed by the caller"}),
     Row("GET", "members"),
-    Row("POST", "members", status=201, body={"email": "new-member@example.com"}),
+    Row("POST", "members", status=202, body={"email": "new-member@example.com"}),
     Row("DELETE", "members/{member_id}", make_member, 204),
+    Row("GET", "invitations", make_invitation),
+    Row("DELETE", "invitations/{invitation_id}", make_invitation, 204),
     Row("GET", "api-keys"),
     Row("POST", "api-keys", status=201, body={"name": "made by the caller"}),
     Row("DELETE", "api-keys/{key_id}", make_api_key),
@@ -137,6 +161,8 @@ CLIENT_SCOPED_ENDPOINTS = [
     Row("GET", "channels/{channel_id}", make_channel),
     Row("PATCH", "channels/{channel_id}", make_channel, body={"name": "renamed"}),
     Row("DELETE", "channels/{channel_id}", make_channel, 204),
+    # 200 with access "unavailable": the test settings point the Graph API at a closed port.
+    Row("POST", "channels/{channel_id}/check", make_channel),
     # 409: the channel has no business_account_id, so Meta is not asked (no Graph call here).
     Row("GET", "channels/{channel_id}/templates", make_channel, 409),
     # conversations
@@ -183,6 +209,13 @@ CLIENT_SCOPED_ENDPOINTS = [
     Row("DELETE", "knowledge/documents/{doc_id}", make_document, 204),
     Row("POST", "knowledge/documents/{doc_id}/reindex", make_document, 202),
     Row("GET", "knowledge/search", make_document, query="q=opening+hours"),
+    Row(
+        "POST",
+        "knowledge/evaluate",
+        status=202,
+        body={"questions": [{"question": "When do you open?", "expected": ["8am"]}]},
+    ),
+    Row("GET", "knowledge/evaluate/{evaluation_id}", make_evaluation),
 ]
 
 ALLOWED = ["owner_a", "staff"]

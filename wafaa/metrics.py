@@ -139,3 +139,34 @@ PG_MAX_CONNECTIONS = Gauge(
     "PostgreSQL max_connections (sampled by beat)",
     multiprocess_mode="max",
 )
+
+
+# --- what customers feel (conversations.monitoring samples the gauges every minute) ---------
+SENDS_FAILED = Counter(
+    "wafaa_sends_failed_total",
+    "Outbound messages that finally failed (after retries), by channel and reason",
+    ["channel", "reason"],
+)
+DELIVERY_STATUSES = Counter(
+    "wafaa_delivery_statuses_total",
+    "Delivery statuses from Meta applied to our messages, by channel and status",
+    ["channel", "status"],
+)
+INBOUND_OLDEST_UNANSWERED = Gauge(
+    "wafaa_inbound_oldest_unanswered_seconds",
+    "Age of the oldest inbound message neither answered nor handed off, over every client",
+    multiprocess_mode="max",
+)
+CONVERSATIONS_WINDOW_CLOSING = Gauge(
+    "wafaa_conversations_window_closing",
+    "Unanswered conversations whose 24-hour window closes within the hour, over every client",
+    multiprocess_mode="max",
+)
+HANDOFFS_WAITING = Gauge(
+    "wafaa_handoffs_waiting_too_long",
+    "Handoffs with no reply from a person for longer than HANDOFF_WAITING_ALERT_MINUTES",
+    multiprocess_mode="max",
+)
+DOCUMENTS_FAILED = Counter(
+    "wafaa_documents_failed_total", "Documents whose ingestion failed, by reason", ["reason"]
+)

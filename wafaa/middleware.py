@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
+from django.conf import settings
 from django.db import connection
 
 from wafaa import context, metrics
-from wafaa.api.exceptions import error_response
+from wafaa.api.exceptions import error_response, is_statement_timeout, timeout_response
 
 logger = logging.getLogger("wafaa.http")
 
@@ -106,3 +107,29 @@ class NulCharacterMiddleware:
                 400,
             )
         return self.get_response(request)
+
+
+class RequestLimitsMiddleware:
+    """The envelope for what the app can still answer itself: too long a URL (414) and a query
+    cancelled by the statement timeout (503). gunicorn answers longer request lines, and a
+    worker it kills at its timeout, itself (docs/security.md)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        length = len(request.get_full_path())
+        if length > settings.MAX_URL_LENGTH:
+            return error_response(
+                "uri_too_long",
+                f"The URL is {length} characters long; the limit is {settings.MAX_URL_LENGTH}. "
+                "Send long input in a request body.",
+                414,
+            )
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if is_statement_timeout(exception):
+            logger.warning("request stopped by the statement timeout")
+            return timeout_response()
+        return None

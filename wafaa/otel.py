@@ -6,9 +6,11 @@ workers, a worker_process_init handler in config.celery for Celery's pool proces
 the variable unset it returns at once and imports nothing from opentelemetry, so the default
 deployment carries no tracing code at all.
 
-When on, spans for Django requests, Celery tasks (publish and run), psycopg queries and
-requests' outgoing calls (the Graph API) are exported over OTLP/HTTP, and the OpenTelemetry
-trace id is our trace id (wafaa.context), the one in logs, Sentry and `manage.py trace`:
+When on, spans for Django requests, Celery tasks (publish and run), psycopg queries, Redis
+commands, requests' outgoing calls (the Graph API), httpx calls (the OpenAI SDK: LLM,
+embeddings) and the stages of a message's way (`stage()`: inbox, retrieve, llm, send) are
+exported over OTLP/HTTP, and the OpenTelemetry trace id is our trace id (wafaa.context), the
+one in logs, Sentry and `manage.py trace`:
 
 - a caller's W3C `traceparent` is parsed by both sides alike;
 - a caller's `X-Trace-ID`, or the `trace_id` header of our Celery tasks, is used as the
@@ -29,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 from wafaa import context as wafaa_context
@@ -40,18 +43,20 @@ _HEX_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _initialised = False
 
 
-def init_otel(*, service_name: str = "wafaa") -> bool:
+def init_otel(*, service_name: str = "wafaa", exporter=None) -> bool:
     """Start tracing when OTEL_EXPORTER_OTLP_ENDPOINT is set. Returns whether it started.
 
-    Safe to call more than once per process (the second call does nothing).
+    Safe to call more than once per process (the second call does nothing). `exporter` (an
+    OpenTelemetry SpanExporter, e.g. the SDK's InMemorySpanExporter) replaces the OTLP one and
+    starts tracing without an endpoint: the tests use it to read the spans a process makes.
     """
     global _initialised
-    if not os.environ.get(ENDPOINT_VARIABLE):
+    if not os.environ.get(ENDPOINT_VARIABLE) and exporter is None:
         return False
     if _initialised:
         return True
     try:
-        _start(service_name)
+        _start(service_name, exporter)
     except ImportError as exc:
         logger.warning(
             "OTEL_EXPORTER_OTLP_ENDPOINT is set but the OpenTelemetry packages are missing "
@@ -69,19 +74,39 @@ def _trace_id_int(value: str | None) -> int | None:
     return None
 
 
-def _start(service_name: str) -> None:
+@contextmanager
+def stage(name: str, **attributes):
+    """A span for one stage of a message's way (inbox, retrieve, llm, send), under the current
+    span; nothing at all when tracing is off (no import, no object)."""
+    if not _initialised:
+        yield
+        return
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("wafaa")
+    clean = {f"wafaa.{k}": v for k, v in attributes.items() if v is not None}
+    with tracer.start_as_current_span(f"wafaa.{name}", attributes=clean):
+        yield
+
+
+def _start(service_name: str, exporter=None) -> None:
     from django.conf import settings
     from opentelemetry import propagate, trace
     from opentelemetry.baggage.propagation import W3CBaggagePropagator
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.instrumentation.httpx import (
+        HTTPX2ClientInstrumentor,
+        HTTPXClientInstrumentor,
+    )
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
     from opentelemetry.propagators.composite import CompositePropagator
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -167,6 +192,13 @@ def _start(service_name: str) -> None:
             if value:
                 span.set_attribute(key, _without_query(value))
 
+    def httpx_request_hook(span, request):
+        if span.is_recording():
+            for key in ("url.full", "http.url"):
+                value = (getattr(span, "attributes", None) or {}).get(key)
+                if value:
+                    span.set_attribute(key, _without_query(value))
+
     resource_attributes = {
         "service.version": settings.RELEASE,
         "deployment.environment": settings.ENVIRONMENT,
@@ -177,8 +209,11 @@ def _start(service_name: str) -> None:
         resource=Resource.create(resource_attributes), id_generator=WafaaIdGenerator()
     )
     provider.add_span_processor(WafaaAttributesProcessor())
-    # Endpoint, headers and timeouts come from the standard OTEL_EXPORTER_OTLP_* variables.
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if exporter is None:
+        # Endpoint, headers and timeouts come from the standard OTEL_EXPORTER_OTLP_* variables.
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    else:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     propagate.set_global_textmap(
         CompositePropagator(
@@ -194,6 +229,13 @@ def _start(service_name: str) -> None:
     CeleryInstrumentor().instrument()
     PsycopgInstrumentor().instrument(enable_commenter=False, capture_parameters=False)
     RequestsInstrumentor().instrument(request_hook=requests_hook)
+    # The OpenAI SDK speaks httpx (httpx2 in the SDK we pin): LLM, embedding and
+    # transcription calls get their spans, whichever of the two is installed.
+    for instrumentor in (HTTPXClientInstrumentor(), HTTPX2ClientInstrumentor()):
+        if getattr(instrumentor, "_module", None) is not None:
+            instrumentor.instrument(request_hook=httpx_request_hook)
+    # Redis: locks, pacing, caches and the broker's own commands (arguments shown as "?").
+    RedisInstrumentor().instrument()
     logger.info(
         "OpenTelemetry tracing on",
         extra={"endpoint": os.environ.get(ENDPOINT_VARIABLE), "service": service_name},

@@ -34,45 +34,4 @@ def check_rate_limit(*, client_id: int, limit: int, now: float | None = None) ->
         )
 
 
-LOGIN_FAILURES_ALLOWED = 10
-LOGIN_WINDOW_SECONDS = 15 * 60
-
-
-def _login_key(email: str) -> str:
-    return f"wafaa:ratelimit:login:{email.lower()}"
-
-
-def check_login_allowed(*, email: str) -> None:
-    """Refuse logins for an account after repeated wrong passwords (brute force), for a while."""
-    try:
-        client = get_redis()
-        failures = int(client.get(_login_key(email)) or 0)
-        ttl = client.ttl(_login_key(email))
-    except Exception:
-        logger.warning("login throttle not checked: Redis unavailable")
-        return
-    if failures >= LOGIN_FAILURES_ALLOWED:
-        retry_after = max(1, ttl if ttl and ttl > 0 else LOGIN_WINDOW_SECONDS)
-        logger.warning("login refused after repeated failures")
-        raise RateLimitedError(
-            f"Too many wrong passwords for this account. Try again in {retry_after // 60 + 1} "
-            "minutes, or reset the password.",
-            retry_after=retry_after,
-        )
-
-
-def record_login_failure(*, email: str) -> None:
-    try:
-        pipe = get_redis().pipeline()
-        pipe.incr(_login_key(email))
-        pipe.expire(_login_key(email), LOGIN_WINDOW_SECONDS, nx=True)
-        pipe.execute()
-    except Exception:
-        logger.warning("login failure not counted: Redis unavailable")
-
-
-def clear_login_failures(*, email: str) -> None:
-    try:
-        get_redis().delete(_login_key(email))
-    except Exception:
-        logger.warning("login failures not cleared: Redis unavailable")
+# Login brute force is throttled by django-axes (tenants.login_throttle), not here.

@@ -4,8 +4,8 @@ truncation. Pure Python, no Django.
 One copy of each idea, so retrieval, the handoff keywords, the hashing embedder and the
 answerer agree on what "the same word" is:
 
-- `normalize` (for matching, never for display): NFKC, casefold, Arabic diacritics and
-  tatweel removed, alef forms (أ إ آ ٱ) to ا, ة to ه, ى to ي, Persian/Urdu yeh and keheh
+- `normalize` (for matching, never for display): NFKD, casefold, accents, Arabic
+  diacritics and tatweel removed, alef forms (أ إ آ ٱ) to ا, ة to ه, ى to ي, Persian/Urdu yeh and keheh
   (ی ک) to their Arabic letters, Arabic-Indic and Persian digits to 0-9. "خدمه العملاء"
   and "خدمة العملاء" normalise alike.
 - `words`, `content_words`, `STOPWORDS`: tokens after normalisation.
@@ -37,8 +37,10 @@ _WORDS = re.compile(r"\w+")
 
 def normalize(text: str) -> str:
     """Casefold and unify spelling variants (see the module docstring). For matching only."""
-    text = unicodedata.normalize("NFKC", text or "").casefold()
-    return _ARABIC_MARKS.sub("", text).translate(_TABLE)
+    text = unicodedata.normalize("NFKD", text or "").casefold()
+    # Accents and hamza seats are combining marks after NFKD: "où" = "ou", "ؤ" = "و".
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return unicodedata.normalize("NFC", _ARABIC_MARKS.sub("", text).translate(_TABLE))
 
 
 def words(text: str) -> list[str]:
@@ -59,7 +61,7 @@ _STOPWORDS_TEXT = """
     mi su un una al lo se
     في من على إلى الى عن مع هل ما ماذا هذا هذه ذلك التي الذي كيف متى أين اين و او أو ان أن لا
     نعم هو هي انا أنا انت أنت نحن هم كان عندكم عندك لو سمحت من فضلك شو ايش وش ليش فين وين
-    شنو واش ديال دايل بتاع اللي يا
+    شنو واش ديال دايل بتاع اللي يا كم
     ana enta enti wach wash fi fih 3andkom 3ndkom 3andek chno chnou shu eh ech law sama7t
     """
 STOPWORDS = frozenset(normalize(w) for w in _STOPWORDS_TEXT.split())

@@ -63,3 +63,15 @@ class TemplateOutputSerializer(serializers.Serializer):
     category = serializers.CharField()
     body = serializers.CharField()
     parameters = serializers.IntegerField(help_text="How many {{n}} the body takes.")
+
+
+class ChannelCheckOutputSerializer(serializers.Serializer):
+    account_id = serializers.IntegerField()
+    kind = serializers.CharField()
+    external_id = serializers.CharField()
+    ok = serializers.BooleanField()
+    access = serializers.CharField(help_text="ok, denied (Meta refuses the token) or unavailable")
+    permissions_missing = serializers.ListField(child=serializers.CharField())
+    permissions_unknown = serializers.BooleanField()
+    detail = serializers.CharField()
+    checked_at = serializers.CharField()

@@ -7,6 +7,7 @@ urlpatterns = [
     path(
         "channels/<int:channel_id>", views.ChannelAccountDetailApi.as_view(), name="channel-detail"
     ),
+    path("channels/<int:channel_id>/check", views.ChannelCheckApi.as_view(), name="channel-check"),
     path(
         "channels/<int:channel_id>/templates",
         views.ChannelTemplateListApi.as_view(),

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from channels_app import selectors, services
 from channels_app.api import serializers as s
+from channels_app.checks import channel_account_check
 from channels_app.templates import whatsapp_template_list
 from tenants.api.base import ClientScopedAPIView
 from tenants.models import Membership
@@ -80,3 +81,17 @@ class ChannelTemplateListApi(ClientScopedAPIView):
         refresh = request.query_params.get("refresh") in ("1", "true")
         templates = whatsapp_template_list(account=account, refresh=refresh)
         return Response({"results": s.TemplateOutputSerializer(templates, many=True).data})
+
+
+class ChannelCheckApi(ClientScopedAPIView):
+    """Ask Meta now whether this account's token works and has the permissions needed."""
+
+    required_role = Membership.Role.ADMIN
+
+    @extend_schema(request=None, responses={200: s.ChannelCheckOutputSerializer})
+    def post(self, request, client_id, channel_id):
+        account = selectors.channel_account_get(client=request.client, account_id=channel_id)
+        if account is None:
+            raise NotFound("No such channel account in this client.")
+        result = channel_account_check(account=account)
+        return Response(s.ChannelCheckOutputSerializer(result.as_dict()).data)

@@ -215,3 +215,31 @@ class CallbackSecretOutputSerializer(serializers.Serializer):
     callback_secret = serializers.CharField(
         help_text="Shown once; verify callbacks (webhook-signature) with it and the standardwebhooks library."
     )
+
+
+class EvaluationQuestionSerializer(StrictInputSerializer):
+    question = serializers.CharField(max_length=1000)
+    # A fact the right answer states (or several alternatives); empty or "none": the
+    # knowledge does not answer this question and the bot should abstain.
+    expected = serializers.ListField(
+        child=serializers.CharField(max_length=300), required=False, default=list, max_length=10
+    )
+    language = serializers.CharField(max_length=20, required=False, default="", allow_blank=True)
+
+
+class EvaluationStartInputSerializer(StrictInputSerializer):
+    """Either a question file (multipart `file`, CSV or JSONL) or a JSON list `questions`."""
+
+    file = serializers.FileField(required=False)
+    questions = EvaluationQuestionSerializer(many=True, required=False)
+
+
+class EvaluationOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    total = serializers.IntegerField()
+    done = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField()
+    result = serializers.JSONField(allow_null=True)

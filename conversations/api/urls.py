@@ -43,5 +43,12 @@ urlpatterns = [
     path("contacts/<int:contact_id>", views.ContactDetailApi.as_view(), name="contact-detail"),
     path("usage", views.UsageApi.as_view(), name="usage"),
     path("orders", views.OrderListApi.as_view(), name="order-list"),
+    # Under knowledge/ for the client's eyes; here because it drives the reply drafting.
+    path("knowledge/evaluate", views.AnswerEvaluationStartApi.as_view(), name="answer-evaluate"),
+    path(
+        "knowledge/evaluate/<uuid:evaluation_id>",
+        views.AnswerEvaluationDetailApi.as_view(),
+        name="answer-evaluation",
+    ),
     path("callback-secret", views.CallbackSecretRotateApi.as_view(), name="callback-secret"),
 ]

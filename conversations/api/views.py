@@ -11,7 +11,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from conversations import agent_outbound, handoff, selectors
+from conversations import agent_outbound, evaluation, handoff, selectors
 from conversations.api import serializers as s
 from tenants.api.base import ClientScopedAPIView
 from wafaa.api.parsers import SafeJSONParser
@@ -217,3 +217,47 @@ class CallbackSecretRotateApi(ClientScopedAPIView):
 
         secret = callback_secret_rotate(client=request.client)
         return Response({"callback_url": request.client.callback_url, "callback_secret": secret})
+
+
+class AnswerEvaluationStartApi(ClientScopedAPIView):
+    """Run a question set through the bot's reply drafting, in a worker (nothing is sent).
+
+    202 with the run; GET its URL for progress and, when done, the rates per language and a
+    suggested confidence threshold (see docs/knowledge.md, "Evaluating answers").
+    """
+
+    required_role = "admin"
+    parser_classes = [MultiPartParser, SafeJSONParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": s.EvaluationStartInputSerializer,
+            "application/json": s.EvaluationStartInputSerializer,
+        },
+        responses={202: s.EvaluationOutputSerializer},
+    )
+    def post(self, request, client_id):
+        data = s.EvaluationStartInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload, listed = data.validated_data.get("file"), data.validated_data.get("questions")
+        if upload is not None:
+            # Read no more than the cap (and one byte to tell that it was over).
+            content = upload.read(evaluation.MAX_FILE_BYTES + 1)
+            questions = evaluation.parse_questions(content, filename=upload.name)
+        elif listed:
+            questions = evaluation.questions_from_items(listed)
+        else:
+            raise ValidationError({"questions": ["Send a question file or a list of questions."]})
+        run = evaluation.evaluation_start(questions=questions, created_by_email=_actor(request))
+        return Response(s.EvaluationOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AnswerEvaluationDetailApi(ClientScopedAPIView):
+    required_role = "admin"
+
+    @extend_schema(responses={200: s.EvaluationOutputSerializer})
+    def get(self, request, client_id, evaluation_id):
+        run = selectors.answer_evaluation_get(evaluation_id=evaluation_id)
+        if run is None:
+            raise NotFound("No such evaluation in this client.")
+        return Response(s.EvaluationOutputSerializer(run).data)

@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from tenants.models import APIKey, Client, Membership, validate_callback_url
+from tenants.models import APIKey, Client, Invitation, Membership, validate_callback_url
 from wafaa.api.serializers import StrictInputSerializer
 
 
@@ -25,10 +25,27 @@ class RefreshInputSerializer(StrictInputSerializer):
     refresh = serializers.CharField()
 
 
-class SetPasswordInputSerializer(StrictInputSerializer):
+class TokenInputSerializer(StrictInputSerializer):
+    token = serializers.CharField(max_length=200)
+
+
+class InvitationAcceptInputSerializer(StrictInputSerializer):
+    token = serializers.CharField(max_length=200)
+    password = serializers.CharField(
+        min_length=8,
+        max_length=128,
+        required=False,
+        default="",
+        write_only=True,
+        help_text="Required when the invited address has no account yet; ignored otherwise.",
+    )
+    name = serializers.CharField(max_length=150, required=False, default="")
+
+
+class SignUpPendingOutputSerializer(serializers.Serializer):
     email = serializers.EmailField()
-    token = serializers.CharField()
-    password = serializers.CharField(min_length=8, max_length=128)
+    detail = serializers.CharField()
+    expires_in_hours = serializers.IntegerField()
 
 
 class TokenPairOutputSerializer(serializers.Serializer):
@@ -137,3 +154,34 @@ class APIKeyCreateInputSerializer(StrictInputSerializer):
     role = serializers.ChoiceField(
         choices=[Membership.Role.ADMIN, Membership.Role.AGENT], default=Membership.Role.ADMIN
     )
+
+
+class InvitationOutputSerializer(serializers.ModelSerializer):
+    """What the inviter sees: only what they typed, and the invitation's own state."""
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "created_at", "expires_at"]
+
+
+class ClientBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Client
+        fields = ["id", "name", "slug"]
+
+
+class MyInvitationOutputSerializer(serializers.ModelSerializer):
+    client = ClientBriefSerializer()
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "client", "role", "created_at", "expires_at"]
+
+
+class InvitationAcceptedOutputSerializer(serializers.Serializer):
+    client = ClientBriefSerializer()
+    role = serializers.CharField()
+    account_created = serializers.BooleanField()
+    access = serializers.CharField(required=False)
+    refresh = serializers.CharField(required=False)
+    client_id = serializers.IntegerField(required=False)

@@ -280,7 +280,23 @@ def test_language_is_detected_from_script_and_common_words(text, language):
     assert detect_language(text) == language
 
 
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("قیمت این چقدر است؟", "fa"),  # Persian: Arabic script, not Arabic
+        ("یہ کتنے کا ہے؟", "ur"),  # Urdu
+        ("kam se3r el mandi?", "ar"),  # Arabizi reads as Arabic
+        ("wach 3andkom livraison?", "ar"),
+        ("combien coûte la vidange ?", "en"),  # French is not among the client's languages
+    ],
+)
+def test_language_is_chosen_among_the_clients_languages(text, language):
+    assert detect_language(text, languages=["en", "ar"]) == language
+
+
 def test_every_language_has_all_canned_messages():
     assert FALLBACK_MESSAGES.keys() == UNSUPPORTED_MEDIA_MESSAGES.keys() == HANDOFF_MESSAGES.keys()
     assert unsupported_media_message("ar") == UNSUPPORTED_MEDIA_MESSAGES["ar"]
     assert fallback_message("de") == FALLBACK_MESSAGES["en"]  # unknown → English
+    # Persian and Urdu customers get their own language, not Arabic.
+    assert "متأسفم" in fallback_message("fa") and "معذرت" in fallback_message("ur")

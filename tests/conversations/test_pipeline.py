@@ -6,6 +6,7 @@ import pytest
 
 from conversations import pipeline, services
 from conversations.models import Conversation, Message
+from knowledge.models import Chunk
 from tests.conversations.helpers import add_faq_knowledge, inbound
 from tests.factories import ChannelAccountFactory
 from wafaa import ai_config
@@ -213,3 +214,51 @@ def test_very_long_text_is_truncated_for_the_prompt_and_kept_whole(
     message.refresh_from_db()
     assert len(message.text) == 20_000
     assert len(online.chat_calls[0]["messages"][-1]["content"]) < 2_500
+
+
+def test_offline_every_question_of_a_burst_is_answered_in_one_message(
+    account, offline, fake_graph, eager_tasks, django_capture_on_commit_callbacks
+):
+    first = receive(account, "Hi!")
+    second = receive(account, "What are your opening hours?")
+    third = receive(account, "And how much is a cappuccino?")
+    for message in (first, second):
+        assert run(message, django_capture_on_commit_callbacks) == "batched"
+    assert run(third, django_capture_on_commit_callbacks) == "answered"
+    [reply] = replies()
+    assert "8am to 10pm" in reply.text and "18 MAD" in reply.text
+    assert reply.text.index("8am") < reply.text.index("18 MAD")  # in the order asked
+    assert len({c["chunk_id"] for c in reply.citations}) == 2
+    assert fake_graph.sent_texts() == [reply.text]
+
+
+def test_the_grounded_prompt_carries_excerpts_language_questions_and_the_dont_know_rule(
+    account, online, in_tenant_a, eager_tasks, django_capture_on_commit_callbacks
+):
+    in_tenant_a.languages = ["en", "ar", "fr"]
+    in_tenant_a.save(update_fields=["languages"])
+    receive(account, "Bonjour, à quelle heure ouvrez-vous ?")
+    last = receive(account, "Et combien coûte un cappuccino ?")
+    assert run(last, django_capture_on_commit_callbacks) == "answered"
+    [call] = online.chat_calls
+    system = call["messages"][0]["content"]
+    assert "French, the customer's language" in system
+    assert "say you don't know" in system
+    assert "Answer EACH of them" in system
+    assert "- Bonjour, à quelle heure ouvrez-vous ?" in system
+    assert "- Et combien coûte un cappuccino ?" in system
+    assert "[1]" in system and "[2]" in system  # numbered excerpts: what citations point to
+    [reply] = replies()
+    cited = {c["chunk_id"] for c in reply.citations}
+    assert cited and all(c["document"] == "FAQ" for c in reply.citations)
+    excerpts = [c.text for c in Chunk.objects.filter(pk__in=cited)]
+    assert all(text in system for text in excerpts)
+
+
+def test_a_persian_question_is_not_answered_in_arabic(
+    account, offline, eager_tasks, django_capture_on_commit_callbacks
+):
+    message = receive(account, "ساعت کاری فروشگاه شما چیست؟")
+    assert run(message, django_capture_on_commit_callbacks) == "fallback"
+    [reply] = replies()
+    assert reply.text.startswith("متأسفم")  # Persian, not the Arabic "عذرًا"

@@ -28,6 +28,8 @@ PRODUCTION = {
     "SECRET_KEY": "x" * 20 + "production-like-secret-key-for-the-check-0123456789",
     "ALLOWED_HOSTS": "wafaa.example.com",
     "FIELD_ENCRYPTION_KEYS": "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAA=",
+    "JWT_SIGNING_KEY": "jwt-" + "y" * 20 + "separate-production-like-signing-key-0123456789",
+    "ACCOUNT_LINKS_BASE_URL": "https://app.wafaa.example.com",
 }
 
 

@@ -30,7 +30,7 @@ def test_spelling_variants_normalise_alike(a, b):
 
 
 def test_words_and_content_words():
-    assert words("Où est la livraison ? ٣ أيام") == ["où", "est", "la", "livraison", "3", "ايام"]
+    assert words("Où est la livraison ? ٣ أيام") == ["ou", "est", "la", "livraison", "3", "ايام"]
     assert content_words("What are your opening hours?") == ["opening", "hours"]
     assert content_words("what is it?") == ["what", "is", "it"]  # nothing else left: keep all
     assert "هل" in STOPWORDS and "wach" in STOPWORDS

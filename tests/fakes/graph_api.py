@@ -24,6 +24,8 @@ Routes:
   in Graph's `{data, paging}` shape.
 - `POST /{version}/{phone_number_id}/media`: a multipart upload → `{"id": ...}`; the bytes
   are kept in `uploads` (media id → (content type of the part, bytes)).
+- `GET /{version}/me/permissions`: the token's permissions (`set_permissions()`; by default
+  every permission Wafaa needs is granted).
 - `GET /{version}/{account_id}?fields=...`: an account registered with `add_account()` →
   `{id, ...fields}` when the Bearer token is the one registered for it; any other token (or
   an unknown id) → Graph's error 100/33, as Meta answers a token with no access to the node.
@@ -50,6 +52,7 @@ from typing import Any
 import pytest
 
 _MESSAGES_PATH = re.compile(r"^/(?P<version>v[\d.]+)/(?P<node>[^/]+)/messages/?$")
+_PERMISSIONS_PATH = re.compile(r"^/(?P<version>v[\d.]+)/me/permissions/?$")
 _NODE_PATH = re.compile(r"^/(?P<version>v[\d.]+)/(?P<node>[^/]+)/?$")
 _DOWNLOAD_PATH = re.compile(r"^/media-download/(?P<media_id>[^/]+)/?$")
 _TEMPLATES_PATH = re.compile(r"^/(?P<version>v[\d.]+)/(?P<node>[^/]+)/message_templates/?$")
@@ -119,6 +122,7 @@ class FakeGraphApi:
         self._media: dict[str, _Media] = {}
         self._accounts: dict[str, tuple[str, dict[str, Any]]] = {}
         self._templates: dict[str, list[dict[str, Any]]] = {}
+        self._permissions: dict[str, dict[str, str]] = {}
         self.uploads: dict[str, tuple[str, bytes]] = {}
         self._ids = itertools.count(1)
         # Unique per server instance: ids from an earlier run must never repeat.
@@ -215,6 +219,12 @@ class FakeGraphApi:
         with self._lock:
             self._media[media_id] = _Media(content, mime_type)
 
+    def set_permissions(self, token: str, **statuses: str) -> None:
+        """What `GET /me/permissions` answers for `token`: permission → granted/declined.
+        A token without an entry has every permission Wafaa asks for granted."""
+        with self._lock:
+            self._permissions[token] = statuses
+
     def add_account(self, account_id: str, token: str, **fields: Any) -> None:
         """A phone number id or Instagram account id that `token` (only) may act for."""
         with self._lock:
@@ -249,6 +259,7 @@ class FakeGraphApi:
             self._scripts.clear()
             self._media.clear()
             self._accounts.clear()
+            self._permissions.clear()
             self._templates.clear()
             self.uploads.clear()
 
@@ -337,6 +348,23 @@ class FakeGraphApi:
             if media is None:
                 return 404, b"", "text/plain"
             return 200, media.content, media.mime_type
+        if method == "GET" and _PERMISSIONS_PATH.match(path):
+            token = headers.get("authorization", "").removeprefix("Bearer ")
+            with self._lock:
+                statuses = self._permissions.get(token)
+            if statuses is None:
+                statuses = {
+                    name: "granted"
+                    for name in (
+                        "whatsapp_business_messaging",
+                        "whatsapp_business_management",
+                        "instagram_basic",
+                        "instagram_manage_messages",
+                        "pages_messaging",
+                    )
+                }
+            data = [{"permission": name, "status": status} for name, status in statuses.items()]
+            return 200, {"data": data}, None
         if method == "GET" and (match := _NODE_PATH.match(path)):
             with self._lock:
                 account = self._accounts.get(match["node"])

@@ -198,3 +198,24 @@ def test_in_a_large_knowledge_base_very_common_words_are_left_out(in_tenant_a, m
         }
     finally:
         selectors._STATISTICS_CACHE.clear()
+
+
+def test_keyword_only_hits_get_their_cosine_similarity_too(coffee_shop):
+    from knowledge import selectors
+
+    vector = HashingEmbedder().embed_query("capuccino")
+    results = services.retrieve("capuccino", k=10)
+    assert results and all(r.similarity is not None for r in results)
+    direct = selectors.chunk_similarities(
+        vector=vector, embedder_name=HashingEmbedder().name, chunk_ids=[results[0].chunk_id]
+    )
+    assert direct[results[0].chunk_id] == pytest.approx(results[0].similarity, abs=1e-6)
+
+
+def test_a_variant_arabic_spelling_finds_the_chunk_by_keywords(coffee_shop):
+    from knowledge import selectors
+
+    # The FAQ writes "خدمة التوصيل" (ta marbuta); the customer types "خدمه".
+    hits = selectors.chunk_keyword_search(query="خدمه", limit=5)
+    texts = [c.text for c in services.retrieve("خدمه", k=5) if c.chunk_id in dict(hits)]
+    assert any("خدمة التوصيل" in text for text in texts)

@@ -1,4 +1,4 @@
-"""Sign-up, login, tokens, /auth/me and the invited user's set-password flow."""
+"""Sign-up with email verification, login, tokens and /auth/me (invitations: test_invitations)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core import mail
+from django.utils import timezone
 from django_tenants.utils import schema_exists
 from rest_framework_simplejwt.tokens import AccessToken
 
-from tenants.models import Client, Membership
+from tenants.models import Client, Membership, SignUp
 from tests.tenants.factories import (
     PASSWORD,
     UserFactory,
@@ -17,13 +19,15 @@ from tests.tenants.factories import (
     api_key_for,
     api_with_key,
     jwt_for,
+    register_and_verify,
+    token_from_mail,
 )
 
 REGISTER = "/api/v1/auth/register"
 LOGIN = "/api/v1/auth/login"
 REFRESH = "/api/v1/auth/refresh"
 ME = "/api/v1/auth/me"
-SET_PASSWORD = "/api/v1/auth/set-password"
+VERIFY = "/api/v1/auth/verify-email"
 
 pytestmark = pytest.mark.django_db
 
@@ -50,44 +54,98 @@ def assert_envelope(response, status: int, code: str) -> dict:
     return error
 
 
-def test_register_returns_tokens_and_makes_the_user_owner_of_a_new_client_with_its_schema(api):
-    response = api.post(REGISTER, register_body(), format="json")
+def _register(api, django_capture_on_commit_callbacks, **overrides):
+    with django_capture_on_commit_callbacks(execute=True):
+        return api.post(REGISTER, register_body(**overrides), format="json")
 
-    assert response.status_code == 201, response.content
-    body = response.json()
+
+def test_register_emails_a_link_and_verifying_it_makes_the_owner_of_a_new_client_with_its_schema(
+    api, django_capture_on_commit_callbacks
+):
+    response = _register(api, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 202, response.content
+    assert response.json()["email"] == "founder@cafe.example"
+    assert "access" not in response.json()
+    # Nothing exists before the email is verified.
+    assert not Client.objects.filter(slug="cafe-atlas").exists()
+    assert not schema_exists("c_cafe_atlas")
+    assert not get_user_model().objects.filter(email="founder@cafe.example").exists()
+    assert SignUp.objects.get(email="founder@cafe.example").client_slug == "cafe-atlas"
+    assert [m.to for m in mail.outbox] == [["founder@cafe.example"]]
+    token = token_from_mail(mail.outbox[0], "verify-email")
+    # Only the token's hash is stored; the password only as a Django hash.
+    signup = SignUp.objects.get(email="founder@cafe.example")
+    assert token not in signup.token_hash
+    assert "a-long-unusual-passphrase" not in signup.password
+
+    verified = api.post(VERIFY, {"token": token}, format="json")
+
+    assert verified.status_code == 201, verified.content
+    body = verified.json()
     client = Client.objects.get(slug="cafe-atlas")
     assert body["client_id"] == client.pk
     assert body["client"]["slug"] == "cafe-atlas"
     assert body["client"]["status"] == "active"
     assert body["access"] and body["refresh"]
     user = get_user_model().objects.get(email="founder@cafe.example")
+    assert user.first_name == "Salma"
     assert Membership.objects.get(user=user, client=client).role == Membership.Role.OWNER
     assert client.schema_name == "c_cafe_atlas"
     assert schema_exists(client.schema_name)
-    # The access token works at once, for the new client.
+    assert not SignUp.objects.filter(email="founder@cafe.example").exists()
+    # The access token works at once, for the new client; the chosen password logs in.
     me = api_as(body["access"]).get(f"/api/v1/clients/{client.pk}")
     assert me.status_code == 200
     assert me.json()["name"] == "Cafe Atlas"
+    login = {"email": "founder@cafe.example", "password": "a-long-unusual-passphrase"}
+    assert api.post(LOGIN, login, format="json").status_code == 200
+    # The link works once.
+    again = api.post(VERIFY, {"token": token}, format="json")
+    assert "token" in assert_envelope(again, 400, "validation_error")["details"]
 
 
-def test_register_with_a_taken_email_is_400_naming_email_and_creates_no_client(api):
+def test_verify_refuses_an_unknown_or_expired_token(api, django_capture_on_commit_callbacks):
+    _register(api, django_capture_on_commit_callbacks)
+    token = token_from_mail(mail.outbox[0], "verify-email")
+    SignUp.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    for candidate in (token, "not-a-token"):
+        response = api.post(VERIFY, {"token": candidate}, format="json")
+        assert "token" in assert_envelope(response, 400, "validation_error")["details"]
+    assert not Client.objects.filter(slug="cafe-atlas").exists()
+    assert not get_user_model().objects.filter(email="founder@cafe.example").exists()
+
+
+def test_register_with_a_taken_email_answers_the_same_and_emails_the_owner_instead(
+    api, django_capture_on_commit_callbacks
+):
     UserFactory(email="founder@cafe.example", username="founder@cafe.example")
 
-    response = api.post(REGISTER, register_body(email="Founder@Cafe.example"), format="json")
+    taken = _register(api, django_capture_on_commit_callbacks, email="Founder@Cafe.example")
+    fresh = _register(
+        api, django_capture_on_commit_callbacks, email="new@cafe.example", client_slug="cafe-b"
+    )
 
-    error = assert_envelope(response, 400, "validation_error")
-    assert "email" in error["details"]
+    assert taken.status_code == fresh.status_code == 202
+    assert taken.json()["detail"].replace("founder@", "new@") == fresh.json()["detail"]
+    assert set(taken.json()) == set(fresh.json())
+    assert not SignUp.objects.filter(email="founder@cafe.example").exists()
     assert not Client.objects.filter(slug="cafe-atlas").exists()
-    assert not schema_exists("c_cafe_atlas")
+    note = next(m for m in mail.outbox if m.to == ["founder@cafe.example"])
+    assert "already has an account" in note.body
+    assert "token=" not in note.body
 
 
-def test_register_with_a_taken_slug_is_400_naming_slug_and_creates_no_user(api, tenant_a):
+def test_register_with_a_taken_slug_is_400_naming_slug_and_creates_nothing(api, tenant_a):
     response = api.post(REGISTER, register_body(client_slug=tenant_a.slug), format="json")
 
     error = assert_envelope(response, 400, "validation_error")
     assert "slug" in error["details"]
     assert tenant_a.slug in error["message"]
     assert not get_user_model().objects.filter(email="founder@cafe.example").exists()
+    assert not SignUp.objects.exists()
+    assert mail.outbox == []
 
 
 def test_register_with_an_invalid_slug_or_weak_password_names_the_field(api):
@@ -97,8 +155,24 @@ def test_register_with_an_invalid_slug_or_weak_password_names_the_field(api):
     weak = api.post(REGISTER, register_body(password="password123"), format="json")
     error = assert_envelope(weak, 400, "validation_error")
     assert "password" in error["details"]
-    assert not get_user_model().objects.filter(email="founder@cafe.example").exists()
+    assert not SignUp.objects.exists()
     assert not Client.objects.filter(slug="cafe-atlas").exists()
+
+
+def test_a_slug_taken_between_sign_up_and_verification_is_told_and_creates_no_user(
+    api, django_capture_on_commit_callbacks
+):
+    _register(api, django_capture_on_commit_callbacks)
+    token = token_from_mail(mail.outbox[0], "verify-email")
+    register_and_verify(client_slug="cafe-atlas")  # someone else verified first
+
+    response = api.post(VERIFY, {"token": token}, format="json")
+
+    error = assert_envelope(response, 400, "validation_error")
+    assert "slug" in error["details"]
+    assert "Sign up again" in error["message"]
+    assert not get_user_model().objects.filter(email="founder@cafe.example").exists()
+    assert not SignUp.objects.filter(email="founder@cafe.example").exists()
 
 
 def test_login_with_a_wrong_password_or_unknown_email_is_the_same_401(api, tenant_a):
@@ -239,96 +313,3 @@ def test_me_with_an_api_key_shows_the_key_and_its_client_but_never_the_secret(te
     assert body["api_key"]["role"] == "agent"
     assert body["client"]["id"] == tenant_a.pk
     assert raw_key not in response.content.decode()
-
-
-def test_an_invited_user_sets_a_password_once_then_logs_in(api, tenant_a):
-    owner = UserFactory()
-    Membership.objects.create(user=owner, client=tenant_a, role=Membership.Role.OWNER)
-    invite = api_as(jwt_for(owner, tenant_a)).post(
-        f"/api/v1/clients/{tenant_a.pk}/members",
-        {"email": "new.agent@cafe.example", "role": "agent"},
-        format="json",
-    )
-    assert invite.status_code == 201, invite.content
-    token = invite.json()["set_password_token"]
-    # The invited user cannot log in before setting a password.
-    no_password = {"email": "new.agent@cafe.example", "password": "anything-at-all-1"}
-    assert api.post(LOGIN, no_password, format="json").status_code == 401
-
-    wrong = api.post(
-        SET_PASSWORD,
-        {"email": "new.agent@cafe.example", "token": "1-wrong", "password": "fresh-passphrase-7"},
-        format="json",
-    )
-    assert "token" in assert_envelope(wrong, 400, "validation_error")["details"]
-
-    body = {"email": "new.agent@cafe.example", "token": token, "password": "fresh-passphrase-7"}
-    assert api.post(SET_PASSWORD, body, format="json").status_code == 204
-    login = api.post(
-        LOGIN, {"email": "new.agent@cafe.example", "password": "fresh-passphrase-7"}, format="json"
-    )
-    assert login.status_code == 200
-    assert login.json()["client_id"] == tenant_a.pk
-    # The token is spent: setting the password changed what it was made from.
-    again = api.post(SET_PASSWORD, {**body, "password": "another-passphrase-8"}, format="json")
-    assert_envelope(again, 400, "validation_error")
-
-
-def test_set_password_refuses_a_weak_password_and_keeps_the_token_usable(api, tenant_a):
-    owner = UserFactory()
-    Membership.objects.create(user=owner, client=tenant_a, role=Membership.Role.OWNER)
-    token = (
-        api_as(jwt_for(owner, tenant_a))
-        .post(
-            f"/api/v1/clients/{tenant_a.pk}/members",
-            {"email": "weak@cafe.example", "role": "agent"},
-            format="json",
-        )
-        .json()["set_password_token"]
-    )
-
-    weak = api.post(
-        SET_PASSWORD,
-        {"email": "weak@cafe.example", "token": token, "password": "12345678"},
-        format="json",
-    )
-    assert "password" in assert_envelope(weak, 400, "validation_error")["details"]
-
-    ok = api.post(
-        SET_PASSWORD,
-        {"email": "weak@cafe.example", "token": token, "password": "fresh-passphrase-7"},
-        format="json",
-    )
-    assert ok.status_code == 204
-
-
-def test_repeated_wrong_passwords_lock_the_login_for_a_while(api, db, redis_client):
-    from tests.tenants.factories import UserFactory
-    from wafaa.ratelimit import LOGIN_FAILURES_ALLOWED, _login_key
-
-    user = UserFactory(email="locked@example.com", username="locked@example.com")
-    user.set_password("the-right-password-123")
-    user.save()
-    redis_client.delete(_login_key(user.email))
-    try:
-        for _ in range(LOGIN_FAILURES_ALLOWED):
-            wrong = api.post(
-                "/api/v1/auth/login", {"email": user.email, "password": "nope-nope"}, format="json"
-            )
-            assert wrong.status_code == 401
-        locked = api.post(
-            "/api/v1/auth/login",
-            {"email": user.email, "password": "the-right-password-123"},
-            format="json",
-        )
-        assert locked.status_code == 429
-        assert locked.json()["error"]["code"] == "rate_limited" and int(locked["Retry-After"]) > 0
-        redis_client.delete(_login_key(user.email))  # the window passes
-        ok = api.post(
-            "/api/v1/auth/login",
-            {"email": user.email, "password": "the-right-password-123"},
-            format="json",
-        )
-        assert ok.status_code == 200
-    finally:
-        redis_client.delete(_login_key(user.email))

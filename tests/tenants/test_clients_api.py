@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from django.core import mail
 from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import schema_exists
 
 from tenants import services
-from tenants.models import Client, Domain, Membership
-from tests.tenants.factories import MembershipFactory, UserFactory, api_as_user, api_key_for
+from tenants.models import Client, Domain, Invitation, Membership
+from tests.tenants.factories import MembershipFactory, api_as_user, api_key_for
 from tests.tenants.factories import api_with_key as api_with_key_
 
 
@@ -258,57 +259,75 @@ def test_an_agent_cannot_list_invite_or_remove_members(as_agent_a, tenant_a, own
     assert error_of(remove, 403)["code"] == "permission_denied"
     assert Membership.objects.filter(pk=other.pk).exists()
     assert not Membership.objects.filter(user__email="x@y.example").exists()
+    assert not Invitation.objects.filter(email="x@y.example").exists()
 
 
-def test_an_admin_lists_invites_and_removes_agents(as_admin_a, tenant_a, owner_a):
+def test_an_admin_lists_members_invites_and_revokes_an_invitation(
+    as_admin_a, tenant_a, owner_a, django_capture_on_commit_callbacks
+):
     listed = as_admin_a.get(client_url(tenant_a, "members")).json()
     assert {m["role"] for m in listed["results"]} == {"owner", "admin"}
     assert all("password" not in m["user"] for m in listed["results"])
 
-    invited = as_admin_a.post(
-        client_url(tenant_a, "members"), {"email": "Helper@Shop.example"}, format="json"
-    )
-    assert invited.status_code == 201, invited.content
-    assert invited.json()["role"] == "agent"
-    assert invited.json()["user"]["email"] == "helper@shop.example"
-    assert invited.json()["set_password_token"]
+    with django_capture_on_commit_callbacks(execute=True):
+        invited = as_admin_a.post(
+            client_url(tenant_a, "members"), {"email": "Helper@Shop.example"}, format="json"
+        )
+    assert invited.status_code == 202, invited.content
+    body = invited.json()
+    assert set(body) == {"id", "email", "role", "created_at", "expires_at"}
+    assert (body["email"], body["role"]) == ("helper@shop.example", "agent")
+    assert [m.to for m in mail.outbox] == [["helper@shop.example"]]
+    assert not Membership.objects.filter(user__email="helper@shop.example").exists()
 
-    removed = as_admin_a.delete(client_url(tenant_a, f"members/{invited.json()['id']}"))
-    assert removed.status_code == 204
-    assert not Membership.objects.filter(pk=invited.json()["id"]).exists()
+    pending = as_admin_a.get(client_url(tenant_a, "invitations")).json()
+    assert [i["email"] for i in pending["results"]] == ["helper@shop.example"]
+
+    revoked = as_admin_a.delete(client_url(tenant_a, f"invitations/{body['id']}"))
+    assert revoked.status_code == 204
+    assert not Invitation.objects.filter(pk=body["id"]).exists()
+    again = as_admin_a.delete(client_url(tenant_a, f"invitations/{body['id']}"))
+    assert error_of(again, 404)["code"] == "not_found"
 
 
-def test_inviting_an_existing_user_gives_no_token_and_twice_is_409(as_owner_a, tenant_a):
-    existing = UserFactory()
-
+def test_inviting_again_replaces_the_pending_invitation_and_a_member_is_409(
+    as_owner_a, tenant_a, agent_a
+):
     first = as_owner_a.post(
-        client_url(tenant_a, "members"), {"email": existing.email, "role": "admin"}, format="json"
+        client_url(tenant_a, "members"), {"email": "twice@shop.example"}, format="json"
     )
-    assert first.status_code == 201
-    assert "set_password_token" not in first.json()
-
-    again = as_owner_a.post(
-        client_url(tenant_a, "members"), {"email": existing.email}, format="json"
+    second = as_owner_a.post(
+        client_url(tenant_a, "members"),
+        {"email": "twice@shop.example", "role": "admin"},
+        format="json",
     )
-    assert error_of(again, 409)["code"] == "conflict"
+    assert first.status_code == second.status_code == 202
+    pending = Invitation.objects.get(client=tenant_a, email="twice@shop.example")
+    assert (pending.pk, pending.role) == (second.json()["id"], "admin")
+
+    member = as_owner_a.post(
+        client_url(tenant_a, "members"), {"email": agent_a.email}, format="json"
+    )
+    assert error_of(member, 409)["code"] == "conflict"
 
 
-def test_only_an_owner_adds_an_owner(as_admin_a, as_owner_a, tenant_a):
+def test_only_an_owner_invites_an_owner(as_admin_a, as_owner_a, tenant_a):
     by_admin = as_admin_a.post(
         client_url(tenant_a, "members"),
         {"email": "co@shop.example", "role": "owner"},
         format="json",
     )
     assert error_of(by_admin, 403)["code"] == "permission_denied"
-    assert not Membership.objects.filter(user__email="co@shop.example").exists()
+    assert not Invitation.objects.filter(email="co@shop.example").exists()
 
     by_owner = as_owner_a.post(
         client_url(tenant_a, "members"),
         {"email": "co@shop.example", "role": "owner"},
         format="json",
     )
-    assert by_owner.status_code == 201
+    assert by_owner.status_code == 202
     assert by_owner.json()["role"] == "owner"
+    assert Invitation.objects.get(email="co@shop.example").role == "owner"
 
 
 def test_an_admin_cannot_remove_an_owner(as_admin_a, tenant_a, owner_a):

@@ -13,6 +13,7 @@ Spanish by their function words; else 'en'), good enough to pick a canned messag
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 
 from wafaa.text import STOPWORDS, split_sentences, truncate, words
@@ -25,6 +26,8 @@ FALLBACK_MESSAGES = {
     "en relation avec une personne de notre équipe ?",
     "es": "Lo siento, no tengo la respuesta a eso. ¿Quieres que te ponga en contacto con "
     "una persona de nuestro equipo?",
+    "fa": "متأسفم، پاسخ این سؤال را ندارم. می‌خواهید شما را به یکی از همکارانمان وصل کنم؟",
+    "ur": "معذرت، میرے پاس اس کا جواب نہیں ہے۔ کیا میں آپ کو ہماری ٹیم کے کسی فرد سے ملا دوں؟",
 }
 UNSUPPORTED_MEDIA_MESSAGES = {
     "en": "Sorry, I can only read text messages for now. Could you type your question?",
@@ -32,6 +35,8 @@ UNSUPPORTED_MEDIA_MESSAGES = {
     "fr": "Désolé, je ne peux lire que les messages texte pour le moment. "
     "Pouvez-vous écrire votre question ?",
     "es": "Lo siento, por ahora solo puedo leer mensajes de texto. ¿Puedes escribir tu pregunta?",
+    "fa": "متأسفم، فعلاً فقط می‌توانم پیام‌های متنی را بخوانم. می‌توانید سؤالتان را بنویسید؟",
+    "ur": "معذرت، میں ابھی صرف تحریری پیغامات پڑھ سکتا ہوں۔ کیا آپ اپنا سوال لکھ سکتے ہیں؟",
 }
 HANDOFF_MESSAGES = {
     "en": "I'm connecting you with a person from our team. They will reply here soon.",
@@ -39,6 +44,8 @@ HANDOFF_MESSAGES = {
     "fr": "Je vous mets en relation avec une personne de notre équipe. "
     "Elle vous répondra ici bientôt.",
     "es": "Te pongo en contacto con una persona de nuestro equipo. Te responderá aquí pronto.",
+    "fa": "شما را به یکی از همکارانمان وصل می‌کنم. به‌زودی همین‌جا پاسخ می‌دهد.",
+    "ur": "میں آپ کو ہماری ٹیم کے ایک فرد سے ملا رہا ہوں۔ وہ جلد یہیں جواب دیں گے۔",
 }
 
 
@@ -62,39 +69,81 @@ def handoff_message(language: str | None) -> str:
 # Language
 # --------------------------------------------------------------------------------------------
 
-_ARABIC_SCRIPT = re.compile("[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff]")
-_LATIN_FUNCTION_WORDS = {
-    "en": "the is are and you your my i to for of do does can what how where when hi hello "
-    "thanks thank please have has price much many",
-    "fr": "le la les des est et je vous pour pas une du que qui avec sur dans bonjour merci "
-    "combien quel quelle quels comment où votre vos mon ma ça c'est est-ce svp",
-    "es": "el los las es y yo usted para por una del que con hola gracias cuánto cuanto "
-    "cómo como dónde donde qué está tienen puedo quiero mi su favor",
-}
-_LATIN_WORDS = {lang: set(text.split()) for lang, text in _LATIN_FUNCTION_WORDS.items()}
+# Arabizi: Arabic written in Latin letters, digits standing for Arabic sounds ("se3r",
+# "a7jez") or its everyday words. Read as Arabic: such a customer reads Arabic answers.
+_ARABIZI_DIGITS = re.compile(r"(?<![\d])[a-z]*[a-z][2-9]|[2-9][a-z]+", re.IGNORECASE)
+_ARABIZI_WORDS = frozenset(
+    [
+        "wach",
+        "wash",
+        "chno",
+        "chnou",
+        "shu",
+        "shou",
+        "3andkom",
+        "3ndkom",
+        "ana",
+        "enta",
+        "enti",
+        "momken",
+        "mumkin",
+        "kam",
+        "ch7al",
+        "chhal",
+        "b9addach",
+        "bghit",
+        "bdi",
+        "dyal",
+        "dyali",
+        "fin",
+        "wen",
+        "wein",
+        "feen",
+        "inta",
+        "ya3ni",
+    ]
+)
+_LANGUAGES = ("en", "ar", "fr", "es", "fa", "ur", "de", "it", "pt", "tr")
+_identifier_lock = threading.Lock()
+_identifier_instance = None
 
 
-def detect_language(text: str, default: str = "en") -> str:
-    """'ar' for mostly Arabic script, 'fr'/'es' by their common words, else 'en'.
+def _identifier():
+    """py3langid's model (all its languages), loaded once per process (about 0.5 s)."""
+    global _identifier_instance
+    if _identifier_instance is None:
+        with _identifier_lock:
+            if _identifier_instance is None:
+                from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    Text without letters (emoji, numbers) gives `default`, so a caller can fall back to the
+                _identifier_instance = LanguageIdentifier.from_model_file(MODEL_FILE)
+    return _identifier_instance
+
+
+def detect_language(
+    text: str, default: str = "en", *, languages: list[str] | tuple[str, ...] | None = None
+) -> str:
+    """The language of `text` (ISO 639-1), among `languages` (the client's configured
+    ones; Persian and Urdu are always candidates so their script is not read as Arabic).
+
+    py3langid (a maintained naive-Bayes model) decides; Arabizi is recognised first. Text
+    without letters (emoji, numbers) gives `default`, so a caller can fall back to the
     conversation's last known language.
     """
-    letters = [ch for ch in text or "" if ch.isalpha()]
-    if not letters:
+    text = text or ""
+    if not any(ch.isalpha() for ch in text):
         return default
-    arabic = sum(1 for ch in letters if _ARABIC_SCRIPT.match(ch))
-    if arabic / len(letters) >= 0.4:
-        return "ar"
-    lowered = (text or "").lower()
-    tokens = re.findall(r"[\w'-]+", lowered)
-    scores = {lang: sum(1 for t in tokens if t in vocab) for lang, vocab in _LATIN_WORDS.items()}
-    if any(ch in lowered for ch in "ñ¿¡"):
-        scores["es"] += 2
-    if any(ch in lowered for ch in "çèêàùœâî"):
-        scores["fr"] += 2
-    best = max(scores, key=lambda lang: (scores[lang], lang == "en"))
-    return best if scores[best] else "en"
+    allowed = tuple(sorted({*(languages or _LANGUAGES), "fa", "ur"}))
+    if "ar" in allowed:
+        tokens = re.findall(r"\w+", text.lower())
+        arabizi = sum(1 for t in tokens if t in _ARABIZI_WORDS or _ARABIZI_DIGITS.fullmatch(t))
+        if tokens and text.isascii() and arabizi and arabizi >= len(tokens) / 4:
+            return "ar"
+    # The most likely of the allowed languages (one model for every client's choice).
+    for language, _ in _identifier().rank(text):
+        if language in allowed:
+            return language
+    return default
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,7 +190,9 @@ def extractive_answer(
 
     metadata = best.get("metadata") or {}
     if metadata.get("kind") == "faq":
-        text = metadata.get("answer") or _faq_answer(best["text"])
+        # A bilingual FAQ row answers in the customer's language when it has that version.
+        answers = metadata.get("answers") or {}
+        text = answers.get(language[:2]) or metadata.get("answer") or _faq_answer(best["text"])
     else:
         text = _best_passage(question, _body(best["text"], metadata), max_chars)
     text = truncate(_clean(text), max_chars, prefer_sentence=True)

@@ -157,13 +157,13 @@ customer on WhatsApp or Instagram.
 Rules:
 1. Answer ONLY from the numbered knowledge excerpts below. Do not use outside knowledge and \
 never invent prices, dates, stock, policies, links or contact details.
-2. Reply in the language the customer wrote their last message in (also when it differs from \
-the excerpts' language). The business usually serves customers in: {languages}.
+2. Reply in {language_rule} (also when it differs from the excerpts' language). The business \
+usually serves customers in: {languages}.
 3. Keep it short and friendly, like a chat message: a few sentences, plain text, no \
 headings, no tables, no mention of "excerpts" or their numbers.
-4. If the excerpts do not contain the answer, say honestly that you do not have this \
-information and offer to connect the customer with a person from the team. Then write \
-{marker} alone on the last line.
+4. If the excerpts do not contain the answer, say you don't know: say honestly that you do \
+not have this information and offer to connect the customer with a person from the team. \
+Then write {marker} alone on the last line.{questions_rule}
 5. If the customer asks for a human, is upset, or the request needs a person (a complaint, \
 a refund decision, a problem with an order), offer to connect them with the team and write \
 {marker} alone on the last line.
@@ -188,6 +188,8 @@ def build_grounded_messages(
     max_context_chars: int = 4000,
     max_knowledge_chars: int = 12000,
     max_persona_chars: int = 2000,
+    language: str | None = None,
+    questions: list[str] | None = None,
 ) -> list[dict]:
     """Messages for a reply grounded only in `chunks` (dicts with text, title, score).
 
@@ -195,6 +197,8 @@ def build_grounded_messages(
     'assistant'/'bot'/'agent'); the most recent ones that fit `max_context_chars` are kept.
     `chunks` are expected best first; excerpts are numbered in that order and the list is cut
     when `max_knowledge_chars` is reached. The question is truncated to `max_question_chars`.
+    `language` (a code) is the customer's language, detected by the caller; `questions`, the
+    distinct questions of a burst, each of which must be answered.
     """
     persona = truncate(persona.strip(), max_persona_chars) if persona else ""
     names = [LANGUAGE_NAMES.get(code, code) for code in languages if code]
@@ -204,6 +208,12 @@ def build_grounded_messages(
         languages=", ".join(names) or "any language",
         marker=HANDOFF_MARKER,
         excerpts=_format_excerpts(chunks, max_knowledge_chars),
+        language_rule=(
+            f"{LANGUAGE_NAMES.get(language[:2], language)}, the customer's language"
+            if language
+            else "the language the customer wrote their last message in"
+        ),
+        questions_rule=_questions_rule(questions, max_question_chars),
     )
     question = question.strip()
     messages = [{"role": "system", "content": system}]
@@ -215,6 +225,17 @@ def build_grounded_messages(
         )
     messages.append({"role": "user", "content": question})
     return messages
+
+
+def _questions_rule(questions: list[str] | None, budget: int) -> str:
+    if not questions or len(questions) < 2:
+        return ""
+    listed = "\n".join(f"- {truncate(q.strip(), 300)}" for q in questions)
+    return (
+        "\n7. The customer asked several questions. Answer EACH of them, in order, in one "
+        "message; for any the excerpts do not answer, say you don't know that one:\n"
+        + truncate(listed, budget)
+    )
 
 
 def _format_excerpts(chunks: list[dict], budget: int) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import OperationalError
 from django.http import Http404, JsonResponse
+from psycopg.errors import QueryCanceled
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -53,8 +55,28 @@ def _validation_message(detail) -> str:
     return "Invalid input."
 
 
+def is_statement_timeout(exc: BaseException) -> bool:
+    """A query PostgreSQL cancelled at DB_STATEMENT_TIMEOUT_MS (web requests only)."""
+    cause = exc.__cause__ if isinstance(exc, OperationalError) else exc
+    return isinstance(cause, QueryCanceled)
+
+
+def timeout_response():
+    response = error_response(
+        "timeout",
+        "The request took too long and was stopped. Retry in a moment; quote the request id to "
+        "support if it keeps happening.",
+        503,
+    )
+    response["Retry-After"] = "5"
+    return response
+
+
 def exception_handler(exc, context_):
     headers = {}
+    if is_statement_timeout(exc):
+        logger.warning("request stopped by the statement timeout")
+        return timeout_response()
     if isinstance(exc, ApplicationError):
         if isinstance(exc, RateLimitedError):
             headers["Retry-After"] = str(exc.retry_after)
