@@ -389,3 +389,22 @@ def test_both_app_level_url_forms_store_a_post(client, wa_account, tenant_a, set
     response = post_webhook(client, url, fixture_bytes("wa_text"), secret=PLATFORM_SECRET)
     assert response.status_code == 200
     assert [m.type for m in _messages(tenant_a)] == ["text"]
+
+
+def test_a_changed_app_secret_counts_at_once_in_this_process(client, wa_account, tenant_a):
+    # The routing table is cached per process; a save of the account forgets it.
+    assert post_webhook(client, WA_URL, fixture_bytes("wa_text")).status_code == 200
+    wa_account.app_secret = "the-rotated-app-secret"
+    wa_account.save(update_fields=["app_secret"])
+
+    old = post_webhook(client, WA_URL, wa_text_payload(message_id="wamid.OLD", text="x"))
+    new = post_webhook(
+        client,
+        WA_URL,
+        wa_text_payload(message_id="wamid.NEW", text="y"),
+        secret="the-rotated-app-secret",
+    )
+
+    assert (old.status_code, new.status_code) == (401, 200)
+    assert "wamid.OLD" not in [m.external_id for m in _messages(tenant_a)]
+    assert "wamid.NEW" in [m.external_id for m in _messages(tenant_a)]
