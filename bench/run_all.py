@@ -24,6 +24,7 @@ def main() -> int:
         ["pipeline.py"] + (["--messages", "150"] if options.quick else []),
         ["retrieval.py"] + (["--sizes", "10000"] if options.quick else []),
         ["ingest.py"] + (["--chunks", "300"] if options.quick else []),
+        ["bombs.py"] + (["--repeat", "3", "--raised-rows", "0"] if options.quick else []),
         ["tenants.py", "--clients", "50" if options.quick else "1000"],
         ["outbound.py"] + (["--calls", "100"] if options.quick else []),
         ["auth.py"] + (["--logins", "50", "--signups", "5"] if options.quick else []),

@@ -83,6 +83,23 @@ def _start_tracing(**kwargs):
 
 
 @worker_init.connect
+def _ingest_memory_ceiling(sender=None, **kwargs):
+    """A worker that consumes `ingest` recycles a pool process grown past
+    INGEST_WORKER_MAX_MEMORY_PER_CHILD_MB (checked after each task; the hard ceiling during a
+    task is the extraction child's RLIMIT_AS, see knowledge.sandbox)."""
+    from django.conf import settings
+
+    limit_mb = settings.INGEST_WORKER_MAX_MEMORY_PER_CHILD_MB
+    queues = getattr(getattr(sender, "app", None), "amqp", None)
+    consumed = set(queues.queues.consume_from or {}) if queues else set()
+    if limit_mb and "ingest" in consumed and not getattr(sender, "max_memory_per_child", None):
+        sender.max_memory_per_child = limit_mb * 1024  # Celery counts KiB
+        logging.getLogger("wafaa.worker").info(
+            "ingest pool processes are replaced after a task past %s MB", limit_mb
+        )
+
+
+@worker_init.connect
 def _serve_worker_metrics(**kwargs):
     """Serve this worker's metrics (all its pool processes) on WORKER_METRICS_PORT, if set.
 

@@ -512,6 +512,8 @@ EMBEDDING_MODEL = env("EMBEDDING_MODEL", "text-embedding-3-small")
 EMBEDDING_DIMENSIONS = env_int("EMBEDDING_DIMENSIONS", 512)
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 128)
 EMBEDDING_TIMEOUT = env_float("EMBEDDING_TIMEOUT", 30.0)
+# The reply path's question embedding: short, and no SDK retries (ai_config.get_query_embedder).
+EMBEDDING_QUERY_TIMEOUT = env_float("EMBEDDING_QUERY_TIMEOUT", 5.0)
 
 # --- channels --------------------------------------------------------------------------------
 
@@ -552,6 +554,23 @@ CHANNEL_SILENT_AFTER_MINUTES = env_int("CHANNEL_SILENT_AFTER_MINUTES", 24 * 60)
 KNOWLEDGE_CHUNK_TOKENS = env_int("KNOWLEDGE_CHUNK_TOKENS", 400)
 KNOWLEDGE_CHUNK_OVERLAP = env_int("KNOWLEDGE_CHUNK_OVERLAP", 50)
 HNSW_EF_SEARCH = env_int("HNSW_EF_SEARCH", 80)
+# Hard caps of one document's extraction (docs/knowledge.md, "Limits"); the plan adds chunks
+# per document and per client (Client.max_chunks_per_document, Client.max_chunks).
+KNOWLEDGE_MAX_UNCOMPRESSED_BYTES = env_int("KNOWLEDGE_MAX_UNCOMPRESSED_BYTES", 64 * 1024 * 1024)
+KNOWLEDGE_MAX_ZIP_ENTRIES = env_int("KNOWLEDGE_MAX_ZIP_ENTRIES", 1000)
+KNOWLEDGE_MAX_COMPRESSION_RATIO = env_int("KNOWLEDGE_MAX_COMPRESSION_RATIO", 100)
+KNOWLEDGE_MAX_XML_ELEMENTS = env_int("KNOWLEDGE_MAX_XML_ELEMENTS", 2_000_000)
+KNOWLEDGE_MAX_PDF_PAGES = env_int("KNOWLEDGE_MAX_PDF_PAGES", 2000)
+KNOWLEDGE_MAX_CHARACTERS = env_int("KNOWLEDGE_MAX_CHARACTERS", 10_000_000)
+# Extraction runs in a child process of the ingest worker with this address-space ceiling
+# (RLIMIT_AS) and wall-clock limit (at most INGEST_LEASE_SECONDS - 30): a bomb fails its
+# document, never the worker.
+KNOWLEDGE_EXTRACT_MEMORY_MB = env_int("KNOWLEDGE_EXTRACT_MEMORY_MB", 512)
+KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS = env_int("KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS", 240)
+# A prefork worker consuming the `ingest` queue replaces a pool process whose resident memory
+# passed this after a task (Celery's worker_max_memory_per_child); 0: never. A command-line
+# --max-memory-per-child wins.
+INGEST_WORKER_MAX_MEMORY_PER_CHILD_MB = env_int("INGEST_WORKER_MAX_MEMORY_PER_CHILD_MB", 1024)
 
 # --- conversations ---------------------------------------------------------------------------
 

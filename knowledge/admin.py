@@ -107,6 +107,8 @@ class DocumentAdmin(NoHistoryMixin, admin.ModelAdmin):
         "status",
         "progress_percent",
         "error",
+        "error_code",
+        "warnings",
         "source",
         "original_filename",
         "content_type",
@@ -164,8 +166,6 @@ class DocumentAdmin(NoHistoryMixin, admin.ModelAdmin):
                 "This file was uploaded before: here is the existing document.",
                 messages.WARNING,
             )
-        for warning in result.warnings:
-            self.message_user(request, warning, messages.WARNING)
         return result.document
 
     def save_model(self, request, obj, form, change):

@@ -20,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from knowledge.extraction import ExtractedDocument, Section
+from knowledge.extraction import TOO_MANY_CHUNKS, ExtractedDocument, ExtractionError, Section
 from wafaa.text import split_sentences
 
 _WORD_PIECES = re.compile(r"\w+|[^\w\s]")
@@ -65,8 +65,13 @@ def chunk_document(
     target_tokens: int = 400,
     max_tokens: int = 500,
     overlap_tokens: int = 50,
+    max_chunks: int | None = None,
 ) -> list[ChunkDraft]:
     """Chunk a document; FAQ pairs are one chunk each, everything else is packed by section.
+
+    With `max_chunks`, a document that would make more chunks is refused
+    (`ExtractionError` `too_many_chunks`) as soon as the count passes it, so a huge document
+    never holds more than `max_chunks` drafts in memory.
 
     Text chunks hold at most `max_tokens` (estimated), heading trail included; FAQ chunks are
     never split, so a single very long answer may exceed it. Metadata: `kind` ('text' or
@@ -86,6 +91,12 @@ def chunk_document(
         if text in seen:
             return
         seen.add(text)
+        if max_chunks is not None and len(chunks) >= max_chunks:
+            raise ExtractionError(
+                TOO_MANY_CHUNKS,
+                f"This document makes more than {max_chunks:,} chunks, the most this plan "
+                "indexes per document. Split it into smaller documents.",
+            )
         chunks.append(ChunkDraft(len(chunks), text, estimate_tokens(text), metadata))
 
     for index, section in enumerate(doc.sections):

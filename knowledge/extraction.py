@@ -1,9 +1,15 @@
 """Turn an uploaded file into clean text with its structure (sections, pages, FAQ pairs).
 
-Pure Python, no Django: the upload API calls `detect_kind` to refuse a bad file at once (by its
-content, not only its name), and ingestion calls `extract` to get an `ExtractedDocument` that
-`knowledge.chunking` cuts into chunks. Every refusal is an `ExtractionError` with a stable code
-and a message the uploader can act on.
+Pure Python, no Django. Two entry points with different costs:
+- `detect_kind` runs in the web request: it decides the type from the bytes and checks only
+  cheap facts (magic bytes, a zip's central directory: entry count, declared sizes and
+  compression ratios, a CSV's header and a row count that stops at the cap). It never
+  inflates, parses XML or opens a PDF, so a bomb costs the web process nothing.
+- `extract` runs in the ingest worker, in a child process with a memory ceiling
+  (`knowledge.sandbox`): it streams and stops at hard caps (`Limits`: bytes inflated,
+  XML/HTML elements, PDF pages, CSV rows, characters), whatever the file's headers claim.
+Every refusal is an `ExtractionError` with a stable code and a message the uploader can act
+on; the codes in `LIMIT_CODES` are files refused for their size or complexity.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import struct
 import unicodedata
 import zipfile
 from dataclasses import dataclass, field
@@ -30,6 +37,32 @@ PDF_NO_TEXT = "pdf_no_text"
 CSV_MISSING_COLUMNS = "csv_missing_columns"
 CSV_NO_ROWS = "csv_no_rows"
 INVALID_CSV = "invalid_csv"
+# Size and complexity caps (the web answers 422, the worker fails the document with them).
+TOO_MANY_ZIP_ENTRIES = "too_many_zip_entries"
+SUSPICIOUS_COMPRESSION = "suspicious_compression"
+TOO_LARGE_UNCOMPRESSED = "too_large_uncompressed"
+TOO_MANY_XML_ELEMENTS = "too_many_xml_elements"
+XML_FORBIDDEN = "xml_forbidden"
+TOO_MANY_PAGES = "too_many_pages"
+TOO_MANY_ROWS = "too_many_rows"
+TOO_MANY_CHARACTERS = "too_many_characters"
+TOO_MANY_CHUNKS = "too_many_chunks"
+LIMIT_CODES = frozenset(
+    {
+        TOO_MANY_ZIP_ENTRIES,
+        SUSPICIOUS_COMPRESSION,
+        TOO_LARGE_UNCOMPRESSED,
+        TOO_MANY_XML_ELEMENTS,
+        XML_FORBIDDEN,
+        TOO_MANY_PAGES,
+        TOO_MANY_ROWS,
+        TOO_MANY_CHARACTERS,
+        TOO_MANY_CHUNKS,
+    }
+)
+# Entries smaller than this may compress at any ratio: a tiny XML part of repeated tags is
+# normal, and inflating it costs nothing.
+RATIO_MIN_BYTES = 1024 * 1024
 
 _SUPPORTED = "TXT, Markdown, HTML, PDF, DOCX or a CSV of questions and answers"
 
@@ -96,6 +129,23 @@ class ExtractionError(Exception):
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Hard caps of one extraction (defaults here; the service builds them from settings
+    and the client's plan). Counted while reading, never taken from a file's own headers."""
+
+    max_uncompressed_bytes: int = 64 * 1024 * 1024  # inflated from a zip, all parts together
+    max_zip_entries: int = 1000
+    max_compression_ratio: int = 100
+    max_xml_elements: int = 2_000_000  # XML elements of a DOCX, or HTML tags
+    max_pdf_pages: int = 2000
+    max_rows: int = 10_000  # CSV data rows
+    max_characters: int = 10_000_000  # extracted text
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
 class Section:
     """A run of text under one heading (or one PDF page).
 
@@ -155,13 +205,20 @@ def normalize_text(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def detect_kind(data: bytes, filename: str, declared_content_type: str | None = None) -> str:
+def detect_kind(
+    data: bytes,
+    filename: str,
+    declared_content_type: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> str:
     """Return the kind of an upload ('txt', 'md', 'html', 'pdf', 'docx', 'csv') or refuse it.
 
     The file's bytes decide, the name and declared type only break ties: a PDF must start
-    with %PDF, a DOCX must be a zip holding word/document.xml, text must be UTF-8 (or UTF-16
-    with a BOM) without binary noise, and a CSV must have question and answer columns.
-    Cheap by design (no full PDF parse); `extract` finds problems such as a scanned PDF.
+    with %PDF, a DOCX must be a zip holding word/document.xml (its central directory within
+    `limits`), text must be UTF-8 (or UTF-16 with a BOM) without binary noise, and a CSV
+    must have question and answer columns and at most `limits.max_rows` rows.
+    Cheap by design, for the web request: nothing is inflated, no PDF is opened, no XML is
+    parsed; `extract` (in the worker) finds the rest, such as a scanned PDF.
     """
     if not data or not data.strip(b" \t\r\n\x00"):
         raise ExtractionError(EMPTY_FILE, "The file is empty. Upload a file with some text in it.")
@@ -172,12 +229,11 @@ def detect_kind(data: bytes, filename: str, declared_content_type: str | None = 
 
     # PDF allows junk before the header, but text that merely mentions "%PDF-" must not
     # pass for a PDF: the header has to open the file unless the name says PDF.
-    if data.lstrip()[:5] == b"%PDF-" or (claimed == "pdf" and b"%PDF-" in data[:1024]):
-        # Whatever its name says, it is a PDF; accept it as one if it opens.
-        _open_pdf(data)
+    head = data[:1024]
+    if head.lstrip()[:5] == b"%PDF-" or (claimed == "pdf" and b"%PDF-" in head):
         return "pdf"
     if data[:4] == b"PK\x03\x04":
-        return _detect_zip(data, claimed)
+        return _detect_zip(data, claimed, limits)
     if data[:8] == _OLE_MAGIC:
         hint = _UNSUPPORTED_HINTS.get(ext, _UNSUPPORTED_HINTS["doc"])
         raise ExtractionError(UNSUPPORTED_TYPE, hint)
@@ -200,8 +256,11 @@ def detect_kind(data: bytes, filename: str, declared_content_type: str | None = 
         raise ExtractionError(UNSUPPORTED_TYPE, f"{hint} Supported: {_SUPPORTED}.")
 
     text = decode_text(data)
+    _check_characters(text, limits)
     if claimed == "csv":
-        _parse_csv(text)  # refuses a CSV without question/answer columns now, not later
+        # The header now, and the rows counted up to the cap (nothing kept): a CSV without
+        # question/answer columns or with too many rows is refused before it is stored.
+        _csv_columns(text, limits)
         return "csv"
     if claimed:
         return claimed
@@ -211,11 +270,103 @@ def detect_kind(data: bytes, filename: str, declared_content_type: str | None = 
     return "txt"
 
 
-def _detect_zip(data: bytes, claimed: str | None) -> str:
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):,.1f} MB"
+
+
+def _zip_end_record(data: bytes) -> tuple[int, int] | None:
+    """(entries, central directory size) declared by the End Of Central Directory record."""
+    # The record is 22 bytes plus a comment of at most 65,535 bytes, at the end of the file.
+    tail = data[-(22 + 65535) :]
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        return None
+    _, _, _, _, entries, directory_size, _, _ = struct.unpack("<4s4H2LH", tail[at : at + 22])
+    return entries, directory_size
+
+
+def check_zip_directory(data: bytes, limits: Limits = DEFAULT_LIMITS) -> zipfile.ZipFile:
+    """Open a zip by its central directory only and refuse it when the directory says bomb.
+
+    Entry count, each entry's declared uncompressed size against its compressed size (the
+    ratio), and the declared total. Nothing is inflated here: the worker also counts the
+    bytes it inflates (`_LimitedReader`), because a directory can lie.
+    """
+    end = _zip_end_record(data)
+    # ~46 bytes per directory entry plus its name: a directory far larger than the entry cap
+    # allows is refused before zipfile builds an object per entry.
+    if end is not None and (
+        end[0] > limits.max_zip_entries or end[1] > limits.max_zip_entries * 1024
+    ):
+        raise _too_many_entries(limits)
     try:
-        names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
-    except (zipfile.BadZipFile, ValueError, OSError):
-        names = set()
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error):
+        raise ExtractionError(INVALID_DOCX, _DOCX_DAMAGED_MESSAGE) from None
+    infos = archive.infolist()
+    if len(infos) > limits.max_zip_entries:
+        raise _too_many_entries(limits)
+    total = 0
+    for info in infos:
+        total += info.file_size
+        ratio = info.file_size / max(1, info.compress_size)
+        if info.file_size > RATIO_MIN_BYTES and ratio > limits.max_compression_ratio:
+            raise ExtractionError(
+                SUSPICIOUS_COMPRESSION,
+                f"The part {info.filename[:100]} of this file would inflate from "
+                f"{_megabytes(info.compress_size)} to {_megabytes(info.file_size)} "
+                f"(ratio {ratio:,.0f}:1; ordinary documents stay under "
+                f"{limits.max_compression_ratio}:1). It was refused as a possible "
+                "decompression bomb. Save the document again from Word, or upload a PDF.",
+            )
+        if total > limits.max_uncompressed_bytes:
+            raise _too_large_uncompressed(limits)
+    return archive
+
+
+_DOCX_DAMAGED_MESSAGE = (
+    "This Word document could not be opened (it may be damaged). "
+    "Save it again from Word as .docx, or upload a PDF."
+)
+
+
+def _too_many_entries(limits: Limits) -> ExtractionError:
+    return ExtractionError(
+        TOO_MANY_ZIP_ENTRIES,
+        f"This archive holds more than {limits.max_zip_entries:,} files; Word documents hold "
+        "a few dozen. Save the document again from Word, or upload a PDF.",
+    )
+
+
+def _too_large_uncompressed(limits: Limits) -> ExtractionError:
+    return ExtractionError(
+        TOO_LARGE_UNCOMPRESSED,
+        f"This document would inflate to more than {_megabytes(limits.max_uncompressed_bytes)}"
+        " when unpacked, more than Wafaa reads from one file. Split it into smaller "
+        "documents, or remove large embedded objects.",
+    )
+
+
+def _too_many_characters(limit: int) -> ExtractionError:
+    return ExtractionError(
+        TOO_MANY_CHARACTERS,
+        f"This document holds more than {limit:,} characters of text, more than Wafaa "
+        "indexes from one file. Split it into smaller documents.",
+    )
+
+
+def _check_characters(text: str, limits: Limits) -> None:
+    if len(text) > limits.max_characters:
+        raise _too_many_characters(limits.max_characters)
+
+
+def _detect_zip(data: bytes, claimed: str | None, limits: Limits) -> str:
+    try:
+        names = set(check_zip_directory(data, limits).namelist())
+    except ExtractionError as exc:
+        if exc.code != INVALID_DOCX:
+            raise
+        names = set()  # not a readable zip: say what the name claimed it to be, below
     if "word/document.xml" in names:
         return "docx"
     if "xl/workbook.xml" in names:
@@ -273,22 +424,26 @@ def _control_ratio(text: str) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def extract(data: bytes, kind: str) -> ExtractedDocument:
-    """Extract normalised text and structure from a file `detect_kind` accepted as `kind`."""
+def extract(data: bytes, kind: str, limits: Limits = DEFAULT_LIMITS) -> ExtractedDocument:
+    """Extract normalised text and structure from a file `detect_kind` accepted as `kind`,
+    stopping with an `ExtractionError` (a code of `LIMIT_CODES`) at the first cap passed."""
     if not data or not data.strip(b" \t\r\n\x00"):
         raise ExtractionError(EMPTY_FILE, "The file is empty. Upload a file with some text in it.")
-    if kind == "txt":
-        doc = _extract_txt(decode_text(data))
-    elif kind == "md":
-        doc = _extract_markdown(decode_text(data))
-    elif kind == "html":
-        doc = _extract_html(decode_text(data))
-    elif kind == "csv":
-        doc = _extract_csv(decode_text(data))
+    if kind in TEXT_KINDS:
+        text = decode_text(data)
+        _check_characters(text, limits)
+        if kind == "txt":
+            doc = _extract_txt(text)
+        elif kind == "md":
+            doc = _extract_markdown(text)
+        elif kind == "html":
+            doc = _extract_html(text, limits)
+        else:
+            doc = _extract_csv(text, limits)
     elif kind == "pdf":
-        doc = _extract_pdf(data)
+        doc = _extract_pdf(data, limits)
     elif kind == "docx":
-        doc = _extract_docx(data)
+        doc = _extract_docx(data, limits)
     else:
         raise ExtractionError(UNSUPPORTED_TYPE, f"Unsupported file type. Supported: {_SUPPORTED}.")
     if not doc.text.strip():
@@ -299,7 +454,9 @@ def extract(data: bytes, kind: str) -> ExtractedDocument:
 class _SectionBuilder:
     """Collects (heading, level, text) runs into Sections with their heading paths."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_characters: int | None = None) -> None:
+        self.max_characters = max_characters
+        self._characters = 0
         self.sections: list[Section] = []
         self._stack: list[tuple[int, str]] = []  # (level, heading) of the enclosing headings
         self._heading: str | None = None
@@ -317,6 +474,9 @@ class _SectionBuilder:
         self._heading = text
 
     def text(self, text: str) -> None:
+        self._characters += len(text)
+        if self.max_characters is not None and self._characters > self.max_characters:
+            raise _too_many_characters(self.max_characters)
         self._parts.append(text)
 
     def at_paragraph_start(self) -> bool:
@@ -443,8 +603,10 @@ class _HTMLTextParser(HTMLParser):
     }
     _LINES = {"tr", "dt", "dd", "caption"}
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         super().__init__(convert_charrefs=True)
+        self.max_tags = limits.max_xml_elements
+        self._tags = 0
         self.builder = _SectionBuilder()
         self.title: str | None = None
         self._skip_depth = 0
@@ -456,6 +618,13 @@ class _HTMLTextParser(HTMLParser):
         self._cell_index = 0
 
     def handle_starttag(self, tag: str, attrs) -> None:
+        self._tags += 1
+        if self._tags > self.max_tags:
+            raise ExtractionError(
+                TOO_MANY_XML_ELEMENTS,
+                f"This page has more than {self.max_tags:,} HTML elements, more than Wafaa "
+                "reads from one file. Save the text alone as .txt, or split the page.",
+            )
         if tag == "body":
             # A page that never closes <head> must not lose its whole body.
             self._skip_depth = 0
@@ -524,8 +693,8 @@ class _HTMLTextParser(HTMLParser):
             self.builder.text(data)
 
 
-def _extract_html(text: str) -> ExtractedDocument:
-    parser = _HTMLTextParser()
+def _extract_html(text: str, limits: Limits = DEFAULT_LIMITS) -> ExtractedDocument:
+    parser = _HTMLTextParser(limits)
     parser.feed(text)
     parser.close()
     return parser.builder.document("html", title=parser.title)
@@ -539,12 +708,37 @@ def _delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
+def _lines(text: str):
+    """The lines of `text` with their ends, one at a time: no copy of the whole text (an
+    io.StringIO would hold it again at 4 bytes per character)."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        end = size if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
+def _csv_rows(text: str):
+    """The CSV's non-blank rows, one at a time (nothing is kept)."""
+    text = normalize_newlines(text).lstrip("\ufeff")
+    first_line = text[: text.find("\n")] if "\n" in text else text
+    try:
+        for row in csv.reader(_lines(text), delimiter=_delimiter(first_line)):
+            if any(cell.strip() for cell in row):
+                yield row
+    except csv.Error as exc:
+        raise ExtractionError(
+            INVALID_CSV, f"This CSV could not be read ({exc}). Check its quotes and separators."
+        ) from None
+
+
 # A header "question_en", "Question (AR)", "answer-fr", "السؤال_ar": one language's column of
 # a bilingual FAQ (one row per entry, a question and an answer column per language).
 _LANGUAGE_HEADER = re.compile(r"^(?P<base>.+?)[\s_:\-(\[]+(?P<language>[a-z]{2})[)\]]?$")
 
 
-def _csv_columns(headers: list[str]) -> list[tuple[str | None, int, int]]:
+def _header_columns(headers: list[str]) -> list[tuple[str | None, int, int]]:
     """(language or None, question column, answer column) for each complete pair of columns."""
     found: dict[str | None, dict[str, int]] = {}
     for index, header in enumerate(headers):
@@ -560,21 +754,23 @@ def _csv_columns(headers: list[str]) -> list[tuple[str | None, int, int]]:
     return [(lang, cols["q"], cols["a"]) for lang, cols in found.items() if len(cols) == 2]
 
 
-def _parse_csv(text: str) -> tuple[list[list[tuple[str, str, str | None]]], list[str]]:
-    """The FAQ entries of a CSV: per row, its (question, answer, language) versions."""
-    text = normalize_newlines(text).lstrip("\ufeff")
-    first_line = text.split("\n", 1)[0]
-    try:
-        rows = list(csv.reader(io.StringIO(text), delimiter=_delimiter(first_line)))
-    except csv.Error as exc:
-        raise ExtractionError(
-            INVALID_CSV, f"This CSV could not be read ({exc}). Check its quotes and separators."
-        ) from None
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
-    if not rows:
+def _too_many_rows(limit: int) -> ExtractionError:
+    return ExtractionError(
+        TOO_MANY_ROWS,
+        f"This CSV has more than {limit:,} rows; this plan indexes at most {limit:,} "
+        "questions per document (one chunk each). Split it into smaller files, or ask Wafaa "
+        "support for a larger plan.",
+    )
+
+
+def _csv_columns(text: str, limits: Limits = DEFAULT_LIMITS) -> list[tuple[str | None, int, int]]:
+    """The question/answer column pairs of the header; counts the rows up to the cap."""
+    rows = _csv_rows(text)
+    header = next(rows, None)
+    if header is None:
         raise ExtractionError(EMPTY_FILE, "The CSV file is empty.")
-    headers = [unicodedata.normalize("NFC", h).strip().lower() for h in rows[0]]
-    columns = _csv_columns(headers)
+    headers = [unicodedata.normalize("NFC", h).strip().lower() for h in header]
+    columns = _header_columns(headers)
     if not columns:
         found = ", ".join(h for h in headers if h) or "none"
         raise ExtractionError(
@@ -583,9 +779,22 @@ def _parse_csv(text: str) -> tuple[list[list[tuple[str, str, str | None]]], list
             "(or one pair per language: question_en, answer_en, question_ar, answer_ar) "
             f"(found: {found}). Rename the header cells and upload again.",
         )
+    for count, _ in enumerate(rows, start=1):
+        if count > limits.max_rows:
+            raise _too_many_rows(limits.max_rows)
+    return columns
+
+
+def _parse_csv(
+    text: str, limits: Limits = DEFAULT_LIMITS
+) -> tuple[list[list[tuple[str, str, str | None]]], list[str]]:
+    """The FAQ entries of a CSV: per row, its (question, answer, language) versions."""
+    columns = _csv_columns(text, limits)  # refuses too many rows before keeping any
     entries: list[list[tuple[str, str, str | None]]] = []
     skipped = 0
-    for row in rows[1:]:
+    rows = _csv_rows(text)
+    next(rows)  # the header
+    for row in rows:
         versions = []
         for language, q_col, a_col in columns:
             question = normalize_text(row[q_col]) if q_col < len(row) else ""
@@ -608,8 +817,8 @@ def _parse_csv(text: str) -> tuple[list[list[tuple[str, str, str | None]]], list
     return entries, warnings
 
 
-def _extract_csv(text: str) -> ExtractedDocument:
-    entries, warnings = _parse_csv(text)
+def _extract_csv(text: str, limits: Limits = DEFAULT_LIMITS) -> ExtractedDocument:
+    entries, warnings = _parse_csv(text, limits)
     pairs: list[tuple[str, str]] = []
     meta: list[dict] = []
     for number, versions in enumerate(entries, start=1):
@@ -653,24 +862,54 @@ def _open_pdf(data: bytes):
                 result = pypdf.PasswordType.NOT_DECRYPTED
             if result == pypdf.PasswordType.NOT_DECRYPTED:
                 raise ExtractionError(PDF_ENCRYPTED, _PDF_ENCRYPTED_MESSAGE)
-        page_count = len(reader.pages)
     except ExtractionError:
         raise
     except Exception:
-        # pypdf raises many exception types for damaged files; to the uploader they are one.
-        raise ExtractionError(
-            INVALID_PDF, "This PDF is damaged and could not be opened. Export it again as PDF."
-        ) from None
-    return reader, page_count
+        raise _pdf_damaged() from None
+    return reader
 
 
-def _extract_pdf(data: bytes) -> ExtractedDocument:
-    reader, page_count = _open_pdf(data)
-    builder = _SectionBuilder()
+def _pdf_damaged() -> ExtractionError:
+    # pypdf raises many exception types for damaged files; to the uploader they are one.
+    return ExtractionError(
+        INVALID_PDF, "This PDF is damaged and could not be opened. Export it again as PDF."
+    )
+
+
+def _too_many_pages(limit: int) -> ExtractionError:
+    return ExtractionError(
+        TOO_MANY_PAGES,
+        f"This PDF has more than {limit:,} pages, more than Wafaa reads from one file. "
+        "Split it into smaller PDFs.",
+    )
+
+
+def _pdf_page_count(reader, limits: Limits) -> int:
+    # The page tree's own /Count first: a PDF declaring 50,000 pages is refused without
+    # walking its tree. Then the pages really found, since /Count can lie.
+    try:
+        declared = int(reader.trailer["/Root"]["/Pages"].get("/Count", 0))
+    except Exception:
+        declared = 0
+    if declared > limits.max_pdf_pages:
+        raise _too_many_pages(limits.max_pdf_pages)
+    try:
+        count = len(reader.pages)
+    except Exception:
+        raise _pdf_damaged() from None
+    if count > limits.max_pdf_pages:
+        raise _too_many_pages(limits.max_pdf_pages)
+    return count
+
+
+def _extract_pdf(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ExtractedDocument:
+    reader = _open_pdf(data)
+    page_count = _pdf_page_count(reader, limits)
+    builder = _SectionBuilder(limits.max_characters)
     empty_pages = []
-    for number, page in enumerate(reader.pages, start=1):
+    for number in range(1, page_count + 1):
         try:
-            raw = page.extract_text() or ""
+            raw = reader.pages[number - 1].extract_text() or ""
         except Exception:
             raw = ""
         text = normalize_text(_HYPHEN_BREAK.sub(r"\1\2", normalize_newlines(raw)))
@@ -695,78 +934,213 @@ def _extract_pdf(data: bytes) -> ExtractedDocument:
     return builder.document("pdf", title=title, page_count=page_count, warnings=warnings)
 
 
-def _extract_docx(data: bytes) -> ExtractedDocument:
-    import docx
-    from docx.table import Table
+# --------------------------------------------------------------------------------------------
+# DOCX, streamed: the parts are inflated through a byte counter into lxml's iterparse, and
+# each top-level paragraph or table is turned into text and dropped before the next is read.
+# python-docx builds the whole XML tree first (2.3 GB for a 1 MB bomb), so it is not used.
+# --------------------------------------------------------------------------------------------
 
-    try:
-        document = docx.Document(io.BytesIO(data))
-        blocks = list(document.iter_inner_content())
-    except Exception:
-        raise ExtractionError(
-            INVALID_DOCX,
-            "This Word document could not be opened (it may be damaged). "
-            "Save it again from Word as .docx, or upload a PDF.",
-        ) from None
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
 
-    builder = _SectionBuilder()
+
+class _LimitedReader:
+    """A file-like view of a zip member that fails once more than `budget[0]` bytes were
+    inflated (all parts of one document share the budget). Whatever the entry's header
+    declares, no more than the budget is ever produced."""
+
+    def __init__(self, raw, budget: list[int], limits: Limits):
+        self.raw = raw
+        self.budget = budget
+        self.limits = limits
+
+    def read(self, size: int = -1) -> bytes:
+        # Never an unbounded read: lxml asks again until it gets b"".
+        data = self.raw.read(size if 0 < size <= 1 << 16 else 1 << 16)
+        self.budget[0] -= len(data)
+        if self.budget[0] < 0:
+            raise _too_large_uncompressed(self.limits)
+        return data
+
+
+class _XmlCounter:
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.elements = 0
+
+
+def _xml_events(archive, name: str, budget: list[int], counter: _XmlCounter, limits: Limits):
+    """(event, element) pairs of one part, refusing DTDs and counting elements."""
+    from lxml import etree
+
+    with archive.open(name) as raw:
+        events = etree.iterparse(
+            _LimitedReader(raw, budget, limits),
+            events=("start", "end"),
+            resolve_entities=False,  # no entity expansion (billion laughs), no external files
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+        )
+        first = True
+        for event, element in events:
+            if event == "start":
+                if first:
+                    first = False
+                    # Office parts never carry a DTD; one here is an attack on the parser.
+                    if element.getroottree().docinfo.doctype:
+                        raise ExtractionError(
+                            XML_FORBIDDEN,
+                            "This Word document contains XML declarations Word never writes "
+                            "(a DTD); it was refused. Save it again from Word.",
+                        )
+                counter.elements += 1
+                if counter.elements > limits.max_xml_elements:
+                    raise ExtractionError(
+                        TOO_MANY_XML_ELEMENTS,
+                        f"This Word document has more than {limits.max_xml_elements:,} XML "
+                        "elements (paragraphs, runs, formatting), more than Wafaa reads from "
+                        "one file. Split it into smaller documents.",
+                    )
+            yield event, element
+
+
+def _drop(element) -> None:
+    """Free an element already used, and the siblings before it."""
+    parent = element.getparent()
+    element.clear()
+    if parent is not None:
+        while element.getprevious() is not None:
+            del parent[0]
+
+
+def _docx_style_names(archive, names, budget, counter, limits) -> dict[str, str]:
+    styles: dict[str, str] = {}
+    if "word/styles.xml" not in names:
+        return styles
+    for event, element in _xml_events(archive, "word/styles.xml", budget, counter, limits):
+        if event == "end" and element.tag == _W + "style":
+            name = element.find(_W + "name")
+            style_id = element.get(_W + "styleId")
+            if style_id and name is not None and name.get(_W + "val"):
+                styles[style_id] = name.get(_W + "val")
+            _drop(element)
+    return styles
+
+
+def _docx_core_title(archive, names, budget, counter, limits) -> str:
+    if "docProps/core.xml" not in names:
+        return ""
+    for event, element in _xml_events(archive, "docProps/core.xml", budget, counter, limits):
+        if event == "end" and element.tag == _DC_TITLE:
+            return (element.text or "").strip()
+    return ""
+
+
+def _docx_paragraph_text(paragraph) -> str:
+    # What Word shows of a paragraph: its runs (also inside hyperlinks), tabs and breaks.
+    parts: list[str] = []
+    for child in paragraph:
+        if child.tag == _W + "r":
+            runs = (child,)
+        elif child.tag == _W + "hyperlink":
+            runs = child.iterfind(_W + "r")
+        else:
+            continue
+        for run in runs:
+            for node in run:
+                tag = node.tag
+                if tag == _W + "t":
+                    parts.append(node.text or "")
+                elif tag in (_W + "tab", _W + "ptab"):
+                    parts.append("\t")
+                elif tag in (_W + "br", _W + "cr"):
+                    parts.append("\n")
+                elif tag == _W + "noBreakHyphen":
+                    parts.append("-")
+    return "".join(parts)
+
+
+def _docx_paragraph_style(paragraph, styles: dict[str, str]) -> tuple[str, bool]:
+    """(style name, is a numbered/bulleted item)."""
+    properties = paragraph.find(_W + "pPr")
+    if properties is None:
+        return "", False
+    style = properties.find(_W + "pStyle")
+    style_id = style.get(_W + "val", "") if style is not None else ""
+    return styles.get(style_id, style_id), properties.find(_W + "numPr") is not None
+
+
+def _docx_table_text(table) -> str:
+    lines = []
+    for row in table.iterfind(_W + "tr"):
+        cells = []
+        for cell in row.iterfind(_W + "tc"):
+            text = "\n".join(_docx_paragraph_text(p) for p in cell.iterfind(_W + "p"))
+            cells.append(" ".join(text.split()))
+        if any(cells):
+            lines.append(" | ".join(cells))
+    return "\n".join(lines)
+
+
+def _extract_docx(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ExtractedDocument:
+    from lxml import etree
+
+    archive = check_zip_directory(data, limits)
+    names = set(archive.namelist())
+    if "word/document.xml" not in names:
+        raise ExtractionError(INVALID_DOCX, _DOCX_DAMAGED_MESSAGE)
+    budget = [limits.max_uncompressed_bytes]
+    counter = _XmlCounter(limits)
+    builder = _SectionBuilder(limits.max_characters)
     title = None
-    for block in blocks:
-        if isinstance(block, Table):
-            builder.text("\n\n" + _docx_table_text(block) + "\n\n")
-            continue
-        text = block.text
-        if not text.strip():
-            builder.text("\n\n")
-            continue
-        level = _docx_heading_level(block)
-        if level is not None:
-            builder.heading(text, level)
-            if title is None and level <= 1:
-                title = normalize_text(text)
-            continue
-        prefix = "- " if _docx_is_list_item(block) else ""
-        builder.text(f"{prefix}{text}\n\n")
     try:
-        core_title = (document.core_properties.title or "").strip()
-    except Exception:
-        core_title = ""
+        styles = _docx_style_names(archive, names, budget, counter, limits)
+        core_title = _docx_core_title(archive, names, budget, counter, limits)
+        events = _xml_events(archive, "word/document.xml", budget, counter, limits)
+        for event, element in events:
+            if event != "end":
+                continue
+            parent = element.getparent()
+            if parent is None or parent.tag != _W + "body":
+                continue
+            if element.tag == _W + "tbl":
+                builder.text("\n\n" + _docx_table_text(element) + "\n\n")
+            elif element.tag == _W + "p":
+                title = _docx_paragraph(element, styles, builder, title)
+            _drop(element)
+    except ExtractionError:
+        raise
+    except (etree.LxmlError, zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError):
+        # zipfile also lands here when an entry inflates past its declared size (bad CRC).
+        raise ExtractionError(INVALID_DOCX, _DOCX_DAMAGED_MESSAGE) from None
     return builder.document("docx", title=core_title or title)
 
 
-def _docx_heading_level(paragraph) -> int | None:
-    try:
-        name = (paragraph.style.name or "").strip().lower() if paragraph.style else ""
-    except Exception:
-        return None
+def _docx_paragraph(paragraph, styles, builder: _SectionBuilder, title: str | None):
+    text = _docx_paragraph_text(paragraph)
+    if not text.strip():
+        builder.text("\n\n")
+        return title
+    style, numbered = _docx_paragraph_style(paragraph, styles)
+    level = _docx_heading_level(style)
+    if level is not None:
+        builder.heading(text, level)
+        if title is None and level <= 1:
+            title = normalize_text(text)
+        return title
+    prefix = "- " if numbered or "list" in style.lower() else ""
+    builder.text(f"{prefix}{text}\n\n")
+    return title
+
+
+def _docx_heading_level(style: str) -> int | None:
+    name = style.strip().lower()
     if name == "title":
         return 0
     match = re.fullmatch(r"heading\s*(\d)", name)
     if match:
         return int(match.group(1))
     return None
-
-
-def _docx_is_list_item(paragraph) -> bool:
-    ppr = paragraph._p.pPr
-    if ppr is not None and ppr.numPr is not None:
-        return True
-    try:
-        return "list" in (paragraph.style.name or "").lower()
-    except Exception:
-        return False
-
-
-def _docx_table_text(table) -> str:
-    lines = []
-    for row in table.rows:
-        cells, seen = [], set()
-        for cell in row.cells:
-            # A merged cell is returned once per grid column it spans; keep it once.
-            if id(cell._tc) in seen:
-                continue
-            seen.add(id(cell._tc))
-            cells.append(" ".join(cell.text.split()))
-        if any(cells):
-            lines.append(" | ".join(cells))
-    return "\n".join(lines)

@@ -35,12 +35,21 @@ class Document(UUIDModel):
         max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
     )
     error = models.TextField(blank=True, default="")
+    # A stable code for `error` (extraction's codes, a cap passed, the embedding service).
+    error_code = models.CharField(max_length=40, blank=True, default="")
+    # What the uploader should know although the document was indexed (skipped rows, pages).
+    warnings = models.JSONField(default=list, blank=True)
+    # True when no title was given: ingestion replaces it with the document's own title.
+    title_auto = models.BooleanField(default=False)
     chunks_total = models.PositiveIntegerField(default=0)
     chunks_done = models.PositiveIntegerField(default=0)
     embedder = models.CharField(max_length=100, blank=True, default="")
     dimensions = models.PositiveIntegerField(default=0)
     # Bumped by each (re)index: a stale ingestion run sees the change and stops.
     ingest_version = models.PositiveIntegerField(default=0)
+    # The ingest_version whose chunks retrieval uses: a run writes its chunks in batches under
+    # its own version, invisible until the swap at its end sets this field.
+    indexed_version = models.PositiveIntegerField(default=0)
     created_by_email = models.CharField(max_length=254, blank=True, default="")
 
     class Meta:
@@ -58,6 +67,7 @@ class Chunk(models.Model):
     id = models.BigAutoField(primary_key=True)
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
     ordinal = models.PositiveIntegerField()
+    version = models.PositiveIntegerField(default=0)  # the document's ingest_version that wrote it
     text = models.TextField()
     token_count = models.PositiveIntegerField(default=0)
     metadata = models.JSONField(default=dict, blank=True)
@@ -69,7 +79,9 @@ class Chunk(models.Model):
     class Meta:
         ordering = ["document_id", "ordinal"]
         constraints = [
-            models.UniqueConstraint(fields=["document", "ordinal"], name="unique_chunk_ordinal"),
+            models.UniqueConstraint(
+                fields=["document", "version", "ordinal"], name="unique_chunk_version_ordinal"
+            ),
         ]
         indexes = [
             HnswIndex(

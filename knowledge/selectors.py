@@ -3,8 +3,10 @@ hybrid retrieval (vector and keyword search) that `knowledge.services.retrieve` 
 
 The search functions return `(chunk_id, score)` pairs in rank order and nothing else, so
 each leg stays one cheap SQL statement and the fusion logic lives in one place.
-Only chunks of documents that are not `failed` are searched: chunks appear only through an
-atomic swap at the end of an ingestion, so every document with chunks has a complete index.
+Only chunks of documents that are not `failed` are searched, and only those of the version
+the document's last complete ingestion wrote (`Chunk.version = Document.indexed_version`):
+a running ingestion writes its chunks in batches under its own version, and they become
+visible all at once when it finishes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from django.db import OperationalError, connection, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from pgvector.django import CosineDistance
 from psycopg import errors as psycopg_errors
 
@@ -94,7 +96,11 @@ def chunk_vector_search(
     """
     distance = CosineDistance("embedding", list(vector))
     queryset = (
-        Chunk.objects.filter(embedder=embedder_name, document__status__in=SEARCHABLE_STATUSES)
+        Chunk.objects.filter(
+            embedder=embedder_name,
+            document__status__in=SEARCHABLE_STATUSES,
+            version=F("document__indexed_version"),
+        )
         .annotate(distance=distance)
         .order_by("distance")
         .values_list("id", "distance")[:limit]
@@ -277,13 +283,15 @@ def chunk_keyword_search(*, query: str, limit: int) -> list[tuple[int, float]]:
 _FULL_TEXT_SQL = """
     SELECT c.id, ts_rank_cd(c.search_vector, to_tsquery('simple', %(tsquery)s), 32) AS score
     FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id
-    WHERE d.status = ANY(%(statuses)s) AND c.search_vector @@ to_tsquery('simple', %(tsquery)s)
+    WHERE d.status = ANY(%(statuses)s) AND c.version = d.indexed_version
+      AND c.search_vector @@ to_tsquery('simple', %(tsquery)s)
     ORDER BY score DESC, c.id LIMIT %(limit)s
 """
 _TRIGRAM_SQL = """
     SELECT c.id, word_similarity(%(text)s, c.text) AS score
     FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id
-    WHERE d.status = ANY(%(statuses)s) AND %(text)s <%% c.text
+    WHERE d.status = ANY(%(statuses)s) AND c.version = d.indexed_version
+      AND %(text)s <%% c.text
     ORDER BY score DESC, c.id LIMIT %(limit)s
 """
 

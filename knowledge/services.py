@@ -2,20 +2,26 @@
 
 All functions run in the current client's schema (`assert_client_schema`).
 
-Upload checks a file completely before storing anything (plan size limit, type by content,
-text extraction), so a bad file is a 4xx with an actionable message and leaves no row. The
-same bytes twice give back the first document. Ingestion then runs in a Celery task.
+Upload checks only cheap facts before storing anything (plan size limit, type by content,
+a zip's directory, a CSV's header and row count), so a bad or hostile file is a 4xx with an
+actionable message and leaves no row, and the web process never inflates or parses a file.
+The same bytes twice give back the first document. Ingestion then runs in a Celery task on
+the `ingest` queue; extraction itself runs in a child process with a memory ceiling
+(`knowledge.sandbox`), and a file that passes a cap fails its document with a code and a
+reason the API shows (`error_code`, `error`).
 
 Ingestion is safe to run twice, concurrently, or after a crash:
 - a run *claims* the document (status `processing`, a new `ingest_version`) in a short
   transaction; another run that finds a live claim (progress written within
   INGEST_LEASE_SECONDS) backs off with `DocumentBusyError`, one whose claim went stale (its
   worker died) is taken over;
-- every vector is computed before anything is stored (no outside call inside a transaction),
+- chunks are embedded and written one batch at a time (no outside call inside a
+  transaction, memory flat in the number of chunks), under the run's own `ingest_version`,
   with a small progress UPDATE per batch that also renews the claim and notices a newer run;
-- the old chunks are swapped for the new ones in one transaction, and only if the run still
-  owns the latest `ingest_version`, so retrieval never sees a half-indexed document and a
-  stale run never overwrites a newer one.
+- at the end, one transaction makes the run's chunks the document's index
+  (`indexed_version`) and deletes every other version, and only if the run still owns the
+  latest `ingest_version`: retrieval never sees a half-indexed document (it reads only
+  `Chunk.version = Document.indexed_version`) and a stale run never overwrites a newer one.
 
 Retrieval is hybrid: HNSW vector search and keyword search (full text + trigram), fused with
 reciprocal rank fusion (see `retrieve`).
@@ -28,18 +34,28 @@ import logging
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
+from itertools import islice
 from typing import IO
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, reset_queries, transaction
 from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from knowledge import selectors
-from knowledge.chunking import chunk_document
-from knowledge.extraction import ExtractedDocument, ExtractionError, detect_kind, extract
+from knowledge import sandbox, selectors
+from knowledge.chunking import ChunkDraft
+from knowledge.extraction import (
+    EMPTY_FILE,
+    LIMIT_CODES,
+    UNSUPPORTED_TYPE,
+    ExtractionError,
+    Limits,
+    detect_kind,
+)
 from knowledge.models import Chunk, Document
 from wafaa import metrics
 from wafaa.ai.answerer import detect_language
@@ -50,9 +66,10 @@ from wafaa.ai.embeddings import (
     EmbeddingTransientError,
     truncate_text,
 )
-from wafaa.ai_config import get_embedder
+from wafaa.ai_config import get_embedder, get_query_embedder
 from wafaa.errors import ApplicationError, PayloadTooLargeError, PlanLimitError
 from wafaa.tenancy import assert_client_schema
+from wafaa.text import normalize_sql
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +84,29 @@ MAX_K = 50
 MAX_QUERY_CHARS = 1000
 
 
+# The full-text vector of one chunk's text, computed by PostgreSQL as the chunk is inserted.
+_SEARCH_VECTOR_OF_PARAM = f"to_tsvector('simple', {normalize_sql('%s')})"
+# A client's total chunks over its plan: the document fails with this code.
+CLIENT_CHUNK_LIMIT = "client_chunk_limit"
+
+
 class DocumentInvalidError(ApplicationError):
-    """The upload cannot be used as knowledge; `code` says why (extraction's codes)."""
+    """The upload cannot be used as knowledge; `code` says why (extraction's codes).
+
+    400 for an unreadable file, 415 for a type Wafaa does not read, 422 for a file refused
+    for its size or complexity (a decompression bomb, too many rows)."""
 
     code = "document_invalid"
     status_code = 400
+
+    @classmethod
+    def from_extraction(cls, exc: ExtractionError, filename: str) -> DocumentInvalidError:
+        error = cls(exc.message, code=exc.code, details={"filename": filename})
+        if exc.code == UNSUPPORTED_TYPE:
+            error.status_code = 415
+        elif exc.code in LIMIT_CODES:
+            error.status_code = 422
+        return error
 
 
 class DocumentTooLargeError(PayloadTooLargeError):
@@ -102,7 +137,6 @@ class RetrievedChunk:
 class UploadResult:
     document: Document
     created: bool  # False: the same content was uploaded before, `document` is that one
-    warnings: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,23 +148,40 @@ def _megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
-def _validated(data: bytes, filename: str, content_type: str) -> tuple[str, ExtractedDocument]:
+def extraction_limits(client) -> Limits:
+    """The caps of one document's extraction: settings, and the client's plan for rows."""
+    return Limits(
+        max_uncompressed_bytes=settings.KNOWLEDGE_MAX_UNCOMPRESSED_BYTES,
+        max_zip_entries=settings.KNOWLEDGE_MAX_ZIP_ENTRIES,
+        max_compression_ratio=settings.KNOWLEDGE_MAX_COMPRESSION_RATIO,
+        max_xml_elements=settings.KNOWLEDGE_MAX_XML_ELEMENTS,
+        max_pdf_pages=settings.KNOWLEDGE_MAX_PDF_PAGES,
+        # A CSV row is one chunk: more rows than the plan's chunks per document never fit.
+        max_rows=client.max_chunks_per_document,
+        max_characters=settings.KNOWLEDGE_MAX_CHARACTERS,
+    )
+
+
+def _detected(client, data: bytes, filename: str, content_type: str) -> str:
     try:
-        kind = detect_kind(data, filename, content_type)
-        # Extracting now (not only in the worker) turns a scanned PDF or a CSV without
-        # answers into an immediate 400, instead of a document that fails a minute later.
-        return kind, extract(data, kind)
+        # Cheap facts only (see knowledge.extraction.detect_kind): everything that needs
+        # inflating or parsing runs in the ingest worker, under caps and a memory ceiling.
+        return detect_kind(data, filename, content_type, extraction_limits(client))
     except ExtractionError as exc:
-        raise DocumentInvalidError(
-            exc.message, code=exc.code, details={"filename": filename}
-        ) from None
+        raise DocumentInvalidError.from_extraction(exc, filename) from None
 
 
-def _title_for(title: str, extracted: ExtractedDocument, filename: str) -> str:
-    candidates = [title, extracted.title or "", filename.rsplit(".", 1)[0] if filename else ""]
-    candidates.append(extracted.text.split("\n", 1)[0])
+def _title_for(*candidates: str | None) -> str:
     best = next((c.strip() for c in candidates if c and c.strip()), "Untitled")
     return truncate_text(" ".join(best.split()), 300)
+
+
+def _upload_title(title: str, filename: str) -> tuple[str, bool]:
+    """(title, chosen automatically): the given one, else the file's name, which ingestion
+    replaces with the document's own title (or first line) when it finds one."""
+    if title.strip():
+        return _title_for(title), False
+    return _title_for(filename.rsplit(".", 1)[0] if filename else ""), True
 
 
 def _check_size(client, size: int) -> None:
@@ -169,8 +220,11 @@ def document_upload(
     """Store a new document (status `pending`) and enqueue its ingestion after commit.
 
     Refuses, storing nothing: a file over the plan's `max_upload_bytes` (413), one that is
-    not readable knowledge (400, with the extraction code), a new document over the plan's
-    `max_documents` (403). The same bytes again return the existing document.
+    not readable knowledge (400, with the extraction code), of a type Wafaa does not read
+    (415), one refused for its size or complexity by cheap checks (422: a zip directory of a
+    decompression bomb, a CSV with more rows than the plan's chunks per document), a new
+    document over the plan's `max_documents` (403). The same bytes again return the existing
+    document. Its language, title (when none was given) and warnings come from ingestion.
     """
     assert_client_schema()
     # A file object (an upload) is measured before it is read into memory.
@@ -183,7 +237,8 @@ def document_upload(
     if existing is not None:
         return UploadResult(existing, created=False)
 
-    kind, extracted = _validated(content, filename, content_type)
+    kind = _detected(client, content, filename, content_type)
+    title, title_auto = _upload_title(title, filename)
     with transaction.atomic():
         # One upload at a time per client, so two uploads at the plan limit cannot both
         # pass the count, and the same file sent twice at once gives one document.
@@ -202,7 +257,8 @@ def document_upload(
                 details={"max_documents": client.max_documents},
             )
         document = Document.objects.create(
-            title=_title_for(title, extracted, filename),
+            title=title,
+            title_auto=title_auto,
             source=source,
             original_filename=filename[:300],
             content_type=content_type[:100],
@@ -210,7 +266,6 @@ def document_upload(
             size_bytes=len(content),
             checksum=checksum,
             content=content,
-            language=detect_language(extracted.text[:4000]),
             created_by_email=created_by_email[:254],
         )
         if enqueue:
@@ -219,7 +274,7 @@ def document_upload(
         "document uploaded",
         extra={"document_id": str(document.pk), "kind": kind, "size_bytes": len(content)},
     )
-    return UploadResult(document, created=True, warnings=list(extracted.warnings))
+    return UploadResult(document, created=True)
 
 
 def _enqueue_ingest(document: Document) -> None:
@@ -290,20 +345,30 @@ def embed_texts(embedder: Embedder, texts: list[str]) -> list[list[float]]:
     return vectors
 
 
-def _fail(document_id, version: int | None, message: str) -> None:
+def _fail(document_id, version: int | None, message: str, code: str = "") -> None:
     filters = {"pk": document_id}
     if version is not None:
         filters["ingest_version"] = version
-    Document.objects.filter(**filters).update(
-        status=Document.Status.FAILED, error=message, updated_at=timezone.now()
+    updated = Document.objects.filter(**filters).update(
+        status=Document.Status.FAILED, error=message, error_code=code, updated_at=timezone.now()
     )
+    if updated:
+        metrics.DOCUMENTS_FAILED.labels(reason=code or "error").inc()
+        # Chunks a run wrote before failing are not the index; drop them.
+        indexed = Document.objects.filter(pk=document_id).values_list("indexed_version")
+        Chunk.objects.filter(document_id=document_id).exclude(version__in=indexed).delete()
     logger.warning(
-        "document ingestion failed", extra={"document_id": str(document_id), "reason": message}
+        "document ingestion failed",
+        extra={"document_id": str(document_id), "reason": message, "code": code},
     )
 
 
 def document_ingest(
-    *, document: Document, embedder: Embedder | None = None, final_attempt: bool = False
+    *,
+    document: Document,
+    embedder: Embedder | None = None,
+    final_attempt: bool = False,
+    client=None,
 ) -> str:
     """Index `document`: extract, chunk, embed in batches, swap its chunks in atomically.
 
@@ -320,7 +385,7 @@ def document_ingest(
         return "skipped"
     document, version = claimed
     try:
-        return _ingest_claimed(document, version, embedder)
+        return _ingest_claimed(document, version, embedder, client or connection.tenant)
     except EmbeddingTransientError as exc:
         if final_attempt:
             _fail(
@@ -328,6 +393,7 @@ def document_ingest(
                 version,
                 f"The embedding service stayed unavailable ({exc.message}). Indexing was "
                 "given up; reindex the document when the service is back.",
+                "embedding_unavailable",
             )
             return "failed"
         # Back to `pending` (not `processing`): the retry may claim it at once.
@@ -344,10 +410,13 @@ def document_ingest(
             version,
             f"The embedding service refused the request: {exc.message} "
             "Fix the embedding configuration, then reindex the document.",
+            "embedding_refused",
         )
         return "failed"
     except ExtractionError as exc:
-        _fail(document.pk, version, exc.message)
+        # A cap passed, a file the reader refused, a bomb that hit the memory ceiling: the
+        # document fails with its reason, the worker goes on with the next task.
+        _fail(document.pk, version, exc.message, exc.code)
         return "failed"
     except Exception:
         # A bug or a time limit: the document must not stay `processing` forever.
@@ -357,11 +426,34 @@ def document_ingest(
             version,
             "Indexing stopped on an internal error. Reindex the document to try again; "
             "if it fails again, contact Wafaa support.",
+            "internal_error",
         )
         raise
 
 
-def _ingest_claimed(document: Document, version: int, embedder: Embedder) -> str:
+def _batched(items: Iterable[ChunkDraft], size: int) -> Iterator[list[ChunkDraft]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _check_client_chunks(client, document_id, chunks: int) -> None:
+    """Refuse a document that would take the client's index past the plan's `max_chunks`."""
+    others = (
+        Chunk.objects.filter(version=F("document__indexed_version"))
+        .exclude(document_id=document_id)
+        .count()
+    )
+    if others + chunks > client.max_chunks:
+        raise ExtractionError(
+            CLIENT_CHUNK_LIMIT,
+            f"This document makes {chunks:,} chunks and the other documents hold {others:,}; "
+            f"this plan indexes {client.max_chunks:,} chunks in all. Delete documents you no "
+            "longer need, or ask Wafaa support for a larger plan.",
+        )
+
+
+def _ingest_claimed(document: Document, version: int, embedder: Embedder, client) -> str:
     if embedder.dimensions != settings.EMBEDDING_DIMENSIONS:
         raise EmbeddingPermanentError(
             f"The embedder '{embedder.name}' makes {embedder.dimensions}-dimensional vectors; "
@@ -369,74 +461,102 @@ def _ingest_claimed(document: Document, version: int, embedder: Embedder) -> str
             code="dimension_mismatch",
         )
     content = bytes(Document.objects.values_list("content", flat=True).get(pk=document.pk))
-    extracted = extract(content, document.kind)
-    drafts = chunk_document(
-        extracted,
-        target_tokens=settings.KNOWLEDGE_CHUNK_TOKENS,
-        max_tokens=max(settings.KNOWLEDGE_CHUNK_TOKENS, settings.KNOWLEDGE_CHUNK_TOKENS * 5 // 4),
+    chunk_tokens = settings.KNOWLEDGE_CHUNK_TOKENS
+    with sandbox.extract_in_child(
+        content,
+        kind=document.kind,
+        limits=extraction_limits(client),
+        target_tokens=chunk_tokens,
+        max_tokens=max(chunk_tokens, chunk_tokens * 5 // 4),
         overlap_tokens=settings.KNOWLEDGE_CHUNK_OVERLAP,
-    )
-    if not drafts:
-        raise ExtractionError("empty_file", "No text to index was found in this document.")
-    if not _progress(document.pk, version, chunks_total=len(drafts), chunks_done=0):
-        return "superseded"
-
-    # Every vector first, one embedder call per batch, no transaction open meanwhile.
-    batch_size = max(1, settings.EMBEDDING_BATCH_SIZE)
-    vectors: list[list[float]] = []
-    for start in range(0, len(drafts), batch_size):
-        batch = drafts[start : start + batch_size]
-        vectors.extend(embed_texts(embedder, [d.text for d in batch]))
-        if not _progress(document.pk, version, chunks_done=len(vectors)):
+        max_chunks=client.max_chunks_per_document,
+        memory_mb=settings.KNOWLEDGE_EXTRACT_MEMORY_MB,
+        # No progress is written while the child works: it must end well within the lease,
+        # or a duplicate delivery would take the document over meanwhile.
+        timeout_seconds=min(settings.KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS, INGEST_LEASE_SECONDS - 30),
+    ) as extracted:
+        del content
+        total = extracted.chunks_total
+        if not total:
+            raise ExtractionError(EMPTY_FILE, "No text to index was found in this document.")
+        _check_client_chunks(client, document.pk, total)
+        facts = {
+            "chunks_total": total,
+            "chunks_done": 0,
+            "warnings": extracted.warnings,
+            "language": detect_language(extracted.language_sample),
+        }
+        if document.title_auto:
+            facts["title"] = _title_for(
+                extracted.title, document.title, extracted.language_sample.split("\n", 1)[0]
+            )
+        if not _progress(document.pk, version, **facts):
             return "superseded"
 
-    chunks = [
-        Chunk(
-            document_id=document.pk,
-            ordinal=draft.ordinal,
-            text=draft.text,
-            token_count=draft.token_count,
-            metadata=draft.metadata,
-            embedding=vector,
-            embedder=embedder.name,
-        )
-        for draft, vector in zip(drafts, vectors, strict=True)
-    ]
+        # One batch at a time: embed (no transaction open), write, note the progress. Only
+        # one batch of texts and vectors is ever in memory, however long the document.
+        done = 0
+        for batch in _batched(extracted.drafts, max(1, settings.EMBEDDING_BATCH_SIZE)):
+            vectors = embed_texts(embedder, [draft.text for draft in batch])
+            Chunk.objects.bulk_create(
+                [
+                    Chunk(
+                        document_id=document.pk,
+                        version=version,
+                        ordinal=draft.ordinal,
+                        text=draft.text,
+                        token_count=draft.token_count,
+                        metadata=draft.metadata,
+                        embedding=vector,
+                        embedder=embedder.name,
+                        # The words normalised like the query's (selectors, wafaa.text).
+                        search_vector=RawSQL(_SEARCH_VECTOR_OF_PARAM, (draft.text,)),  # noqa: S611 - constant SQL, the text is a parameter
+                    )
+                    for draft, vector in zip(batch, vectors, strict=True)
+                ]
+            )
+            done += len(batch)
+            del batch, vectors
+            # With DEBUG on, Django keeps every query's SQL, here ~0.6 MB of vectors per
+            # batch: memory that would grow with the chunks.
+            reset_queries()
+            if not _progress(document.pk, version, chunks_done=done):
+                # A newer run or a delete took over: what this run wrote is nobody's index.
+                Chunk.objects.filter(document_id=document.pk, version=version).delete()
+                return "superseded"
+
     with transaction.atomic():
         current = (
             Document.objects.select_for_update().defer("content").filter(pk=document.pk).first()
         )
         if current is None or current.ingest_version != version:
             return "superseded"
-        Chunk.objects.filter(document_id=document.pk).delete()
-        Chunk.objects.bulk_create(chunks, batch_size=500)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                # A constant expression of ours, no input in it.
-                f"UPDATE knowledge_chunk SET search_vector = {selectors.SEARCH_VECTOR_SQL} "  # noqa: S608
-                "WHERE document_id = %s",
-                [document.pk],
-            )
+        # The swap: this run's chunks become the index, every other version goes.
+        Chunk.objects.filter(document_id=document.pk).exclude(version=version).delete()
         current.status = Document.Status.READY
-        current.chunks_total = len(chunks)
-        current.chunks_done = len(chunks)
+        current.indexed_version = version
+        current.chunks_total = done
+        current.chunks_done = done
         current.embedder = embedder.name
         current.dimensions = embedder.dimensions
         current.error = ""
+        current.error_code = ""
         current.save(
             update_fields=[
                 "status",
+                "indexed_version",
                 "chunks_total",
                 "chunks_done",
                 "embedder",
                 "dimensions",
                 "error",
+                "error_code",
                 "updated_at",
             ]
         )
     logger.info(
         "document ingested",
-        extra={"document_id": str(document.pk), "chunks": len(chunks), "embedder": embedder.name},
+        extra={"document_id": str(document.pk), "chunks": done, "embedder": embedder.name},
     )
     return "ready"
 
@@ -460,6 +580,7 @@ def document_reindex(*, document: Document, enqueue: bool = True) -> Document:
             ingest_version=F("ingest_version") + 1,
             chunks_done=0,
             error="",
+            error_code="",
             updated_at=timezone.now(),
         )
         if enqueue:
@@ -545,7 +666,7 @@ def retrieve(query: str, k: int = 5, *, embedder: Embedder | None = None) -> lis
     k = max(1, min(int(k), MAX_K))
     if not query:
         return []
-    embedder = embedder or get_embedder()
+    embedder = embedder or get_query_embedder()
     candidates = max(20, 4 * k)
 
     vector_hits: list[tuple[int, float]] = []

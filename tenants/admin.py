@@ -66,6 +66,8 @@ class ClientAdmin(admin.ModelAdmin):
                     "messages_per_day",
                     "max_documents",
                     "max_upload_bytes",
+                    "max_chunks_per_document",
+                    "max_chunks",
                 ]
             },
         ),

@@ -77,6 +77,10 @@ class Client(TenantMixin, TimeStampedModel):
     messages_per_day = models.PositiveIntegerField(default=2000)
     max_documents = models.PositiveIntegerField(default=200)
     max_upload_bytes = models.PositiveIntegerField(default=10 * 1024 * 1024)
+    # Chunks indexed from one document (a CSV row is one chunk) and in all documents: they
+    # bound ingestion's time and the worker's memory, and the index's size.
+    max_chunks_per_document = models.PositiveIntegerField(default=10_000)
+    max_chunks = models.PositiveIntegerField(default=100_000)
 
     # The bot's settings.
     bot_name = models.CharField(max_length=80, default="Wafaa")

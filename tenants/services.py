@@ -48,6 +48,8 @@ STAFF_ONLY_FIELDS = {
     "messages_per_day",
     "max_documents",
     "max_upload_bytes",
+    "max_chunks_per_document",
+    "max_chunks",
 }
 
 

@@ -24,11 +24,26 @@ TEST_SLUGS = {"a": "test-a", "b": "test-b"}
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
+def django_db_setup(django_db_setup, django_db_blocker, django_db_keepdb, django_db_createdb):
     from django.conf import settings
+    from django.db import connection
+    from django.test.utils import setup_databases
 
     from tenants.models import Client
     from tenants.services import client_create
+
+    if not connection.settings_dict["NAME"].startswith("test_"):
+        # pytest-django sets up the test database only when a selected test is marked for it
+        # (db, django_db); tests reaching it through our session fixtures (worker_env, live)
+        # alone would otherwise run against the development database.
+        with django_db_blocker.unblock():
+            setup_databases(
+                verbosity=0,
+                interactive=False,
+                aliases={"default"},
+                keepdb=django_db_keepdb and not django_db_createdb,
+            )
+    assert connection.settings_dict["NAME"].startswith("test_"), "tests never use the dev database"
 
     # The tests' own Redis database starts empty: no task or lock left by an earlier run
     # (for a client that no longer exists) may reach this run's worker.

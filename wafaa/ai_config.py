@@ -52,6 +52,27 @@ def get_embedder():
 
 
 @functools.cache
+def get_query_embedder():
+    """The embedder of the reply path's question: the same model as get_embedder() (so the
+    vectors compare), but with its own short timeout and no SDK retries — a customer is
+    waiting, and the reply task owns the retries (a failed query embedding falls back to the
+    keyword leg). Offline embedders are shared with get_embedder() (one model in memory)."""
+    if embedding_backend() != "openai":
+        return get_embedder()
+    from wafaa.ai.embeddings import build_embedder
+
+    return build_embedder(
+        "openai",
+        dimensions=settings.EMBEDDING_DIMENSIONS,
+        openai_api_key=settings.OPENAI_API_KEY or None,
+        openai_base_url=settings.OPENAI_BASE_URL,
+        openai_model=settings.EMBEDDING_MODEL,
+        openai_timeout=settings.EMBEDDING_QUERY_TIMEOUT,
+        openai_max_retries=0,
+    )
+
+
+@functools.cache
 def get_chat_client(model: str | None = None):
     """A chat client for `model` (default LLM_MODEL), cached per model; None when offline."""
     if not llm_enabled():
@@ -86,5 +107,6 @@ def get_transcriber():
 def reset_clients() -> None:
     """Forget the cached clients (tests and settings changes)."""
     get_embedder.cache_clear()
+    get_query_embedder.cache_clear()
     get_chat_client.cache_clear()
     get_transcriber.cache_clear()

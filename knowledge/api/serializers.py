@@ -51,6 +51,8 @@ class DocumentOutputSerializer(serializers.ModelSerializer):
             "language",
             "status",
             "error",
+            "error_code",
+            "warnings",
             "chunks_total",
             "chunks_done",
             "progress",
@@ -67,19 +69,15 @@ class DocumentUploadOutputSerializer(DocumentOutputSerializer):
     duplicate = serializers.SerializerMethodField(
         help_text="True when the same content was uploaded before: this is that document."
     )
-    warnings = serializers.SerializerMethodField()
 
     class Meta(DocumentOutputSerializer.Meta):
-        fields = [*DocumentOutputSerializer.Meta.fields, "status_url", "duplicate", "warnings"]
+        fields = [*DocumentOutputSerializer.Meta.fields, "status_url", "duplicate"]
 
     def get_status_url(self, obj) -> str:
         return self.context["status_url"]
 
     def get_duplicate(self, obj) -> bool:
         return self.context["duplicate"]
-
-    def get_warnings(self, obj) -> list[str]:
-        return self.context.get("warnings", [])
 
 
 class DocumentFilterSerializer(StrictInputSerializer):

@@ -83,7 +83,7 @@ class DocumentUploadApi(ClientScopedAPIView):
             created_by_email=_actor(request),
         )
         url = _status_url(request, result.document)
-        context = {"status_url": url, "duplicate": not result.created, "warnings": result.warnings}
+        context = {"status_url": url, "duplicate": not result.created}
         body = s.DocumentUploadOutputSerializer(result.document, context=context).data
         code = status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK
         return Response(body, status=code, headers={"Location": url})

@@ -66,6 +66,8 @@ class ClientOutputSerializer(serializers.ModelSerializer):
             "messages_per_day",
             "max_documents",
             "max_upload_bytes",
+            "max_chunks_per_document",
+            "max_chunks",
             "bot_name",
             "persona",
             "languages",
@@ -88,6 +90,8 @@ class ClientCreateInputSerializer(StrictInputSerializer):
     messages_per_day = serializers.IntegerField(min_value=0, required=False)
     max_documents = serializers.IntegerField(min_value=0, required=False)
     max_upload_bytes = serializers.IntegerField(min_value=1, required=False)
+    max_chunks_per_document = serializers.IntegerField(min_value=1, required=False)
+    max_chunks = serializers.IntegerField(min_value=0, required=False)
     bot_name = serializers.CharField(max_length=80, required=False)
     persona = serializers.CharField(required=False, allow_blank=True)
     languages = serializers.ListField(child=serializers.CharField(max_length=10), required=False)

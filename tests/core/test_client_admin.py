@@ -77,6 +77,8 @@ def test_staff_create_and_suspend_a_client_in_the_admin(staff_client):
         "messages_per_day": 100,
         "max_documents": 10,
         "max_upload_bytes": 1000000,
+        "max_chunks_per_document": 5000,
+        "max_chunks": 50000,
         "bot_name": "Bot",
         "persona": "",
         "languages": '["en"]',

@@ -127,32 +127,36 @@ def test_text_can_be_sent_as_json(tenant_a, as_admin):
     assert response.json()["kind"] == "txt"
 
 
-def test_csv_warnings_about_skipped_rows_are_returned(tenant_a, as_admin):
-    response = post_file(as_admin, tenant_a, "faq.csv")
+def test_csv_warnings_about_skipped_rows_are_shown_after_ingestion(
+    tenant_a, as_admin, ingest_on_commit
+):
+    response = ingest_on_commit(lambda: post_file(as_admin, tenant_a, "faq.csv"))
     assert response.status_code == 202
-    assert any("skipped" in warning for warning in response.json()["warnings"])
+    assert response.json()["warnings"] == []  # the rows are read by the ingest worker
+    status = as_admin.get(response.json()["status_url"]).json()
+    assert status["status"] == "ready"
+    assert any("skipped" in warning for warning in status["warnings"])
 
 
 @pytest.mark.parametrize(
-    ("name", "data", "code"),
+    ("name", "data", "code", "status"),
     [
-        ("empty.txt", b"", "empty_file"),
-        ("blank.txt", b"  \n\n ", "empty_file"),
-        ("garbage.txt", None, "not_text"),
-        ("renamed_zip.docx", None, "invalid_docx"),
-        ("scanned.pdf", None, "pdf_no_text"),
-        ("bad_columns.csv", None, "csv_missing_columns"),
-        ("photo.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "unsupported_type"),
-        ("slides.pptx", b"PK\x03\x04 not really a zip", "unsupported_type"),
-        ("notes.rtf", b"{\\rtf1 hello}", "unsupported_type"),
+        ("empty.txt", b"", "empty_file", 400),
+        ("blank.txt", b"  \n\n ", "empty_file", 400),
+        ("garbage.txt", None, "not_text", 400),
+        ("renamed_zip.docx", None, "invalid_docx", 400),
+        ("bad_columns.csv", None, "csv_missing_columns", 400),
+        ("photo.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "unsupported_type", 415),
+        ("slides.pptx", b"PK\x03\x04 not really a zip", "unsupported_type", 415),
+        ("notes.rtf", b"{\\rtf1 hello}", "unsupported_type", 415),
     ],
 )
 def test_bad_uploads_are_refused_with_their_code_and_nothing_is_stored(
-    tenant_a, as_admin, name, data, code
+    tenant_a, as_admin, name, data, code, status
 ):
     response = post_file(as_admin, tenant_a, name, data)
 
-    assert response.status_code == 400, response.content
+    assert response.status_code == status, response.content
     error = response.json()["error"]
     assert error["code"] == code
     assert error["message"]  # the extraction's actionable message

@@ -10,6 +10,7 @@ import pytest
 
 from knowledge.extraction import (
     ExtractionError,
+    Limits,
     detect_kind,
     extract,
     normalize_text,
@@ -176,10 +177,12 @@ def test_a_file_named_pdf_that_is_not_a_pdf_is_refused():
     assert refusal(b"<html>not a pdf</html>", "policy.pdf").code == "invalid_pdf"
 
 
-def test_a_password_protected_pdf_is_refused_at_upload():
+def test_a_password_protected_pdf_is_refused_by_extraction_not_by_detection():
+    # Opening a PDF is not a cheap fact: the web request only checks the magic bytes.
     data = (FIXTURES / "encrypted.pdf").read_bytes()
+    assert detect_kind(data, "encrypted.pdf", "application/pdf") == "pdf"
     with pytest.raises(ExtractionError) as caught:
-        detect_kind(data, "encrypted.pdf", "application/pdf")
+        extract(data, "pdf")
     assert caught.value.code == "pdf_encrypted"
     assert "password" in caught.value.message
 
@@ -224,3 +227,53 @@ def test_a_spreadsheet_is_refused_with_a_csv_hint():
     error = refusal(buffer.getvalue(), "faq.xlsx")
     assert error.code == "unsupported_type"
     assert "CSV" in error.message
+
+
+# ---- caps (knowledge.extraction.Limits) -------------------------------------------------------
+
+
+def capped(data: bytes, kind: str, **limits) -> ExtractionError:
+    with pytest.raises(ExtractionError) as caught:
+        extract(data, kind, Limits(**limits))
+    return caught.value
+
+
+def test_a_docx_with_more_xml_elements_than_the_cap_is_refused_while_streaming():
+    data = (FIXTURES / "handbook.docx").read_bytes()
+    assert capped(data, "docx", max_xml_elements=50).code == "too_many_xml_elements"
+    assert extract(data, "docx", Limits(max_xml_elements=100_000)).title == "Store handbook"
+
+
+def test_a_docx_inflating_past_the_cap_is_refused():
+    data = (FIXTURES / "handbook.docx").read_bytes()
+    assert capped(data, "docx", max_uncompressed_bytes=2000).code == "too_large_uncompressed"
+
+
+def test_a_docx_part_with_a_dtd_is_refused_before_any_entity_is_expanded():
+    from tests.security.crafted import docx_billion_laughs
+
+    error = refusal(docx_billion_laughs(), "laughs.docx")
+    assert error.code == "xml_forbidden"
+
+
+def test_pdf_pages_over_the_cap_are_refused_by_the_declared_count_or_the_real_one():
+    from tests.security.crafted import pdf_many_pages
+
+    assert capped(pdf_many_pages(30), "pdf", max_pdf_pages=20).code == "too_many_pages"
+    lying = pdf_many_pages(30, declared=1)
+    assert capped(lying, "pdf", max_pdf_pages=20).code == "too_many_pages"
+
+
+def test_csv_rows_over_the_cap_are_refused_by_detection_and_by_extraction():
+    data = b"question,answer\n" + b"\n".join(b"q%d?,a" % i for i in range(30))
+    with pytest.raises(ExtractionError) as caught:
+        detect_kind(data, "faq.csv", "text/csv", Limits(max_rows=20))
+    assert caught.value.code == "too_many_rows"
+    assert capped(data, "csv", max_rows=20).code == "too_many_rows"
+    assert len(extract(data, "csv", Limits(max_rows=30)).faq_pairs) == 30
+
+
+def test_html_tags_and_characters_over_their_caps_are_refused():
+    page = b"<html><body>" + b"<p>hi</p>" * 100 + b"</body></html>"
+    assert capped(page, "html", max_xml_elements=50).code == "too_many_xml_elements"
+    assert capped(b"word " * 100, "txt", max_characters=200).code == "too_many_characters"

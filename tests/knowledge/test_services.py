@@ -61,9 +61,15 @@ def test_upload_stores_the_original_bytes_as_a_pending_document(in_tenant_a):
     assert document.status == Document.Status.PENDING
     assert bytes(document.content) == data
     assert document.kind == "md"
-    assert document.title == "Help centre"  # from the document's own heading
+    assert document.title == "guide"  # a first guess, until ingestion reads the document
+    assert document.title_auto
     assert document.size_bytes == len(data)
     assert not Chunk.objects.exists()
+
+    services.document_ingest(document=document)
+    document.refresh_from_db()
+    assert document.title == "Help centre"  # from the document's own heading
+    assert document.language == "en"
 
 
 def test_upload_enqueues_ingestion_after_commit_in_the_client_schema(
@@ -95,9 +101,7 @@ def test_same_content_twice_returns_the_first_document(in_tenant_a):
     [
         ("garbage.txt", "not_text"),
         ("renamed_zip.docx", "invalid_docx"),
-        ("scanned.pdf", "pdf_no_text"),
         ("bad_columns.csv", "csv_missing_columns"),
-        ("encrypted.pdf", "pdf_encrypted"),
     ],
 )
 def test_unreadable_files_are_refused_with_the_extraction_code(in_tenant_a, name, code):
@@ -106,6 +110,31 @@ def test_unreadable_files_are_refused_with_the_extraction_code(in_tenant_a, name
     assert caught.value.code == code
     assert caught.value.status_code == 400
     assert not Document.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "words"),
+    [
+        ("scanned.pdf", "pdf_no_text", "no text layer"),
+        ("encrypted.pdf", "pdf_encrypted", "password"),
+    ],
+)
+def test_pdfs_that_need_opening_to_judge_fail_in_ingestion_with_their_code(
+    in_tenant_a, name, code, words
+):
+    # Opening a PDF is parsing: the web request only checks its magic bytes.
+    from wafaa import metrics
+
+    failures = metrics.DOCUMENTS_FAILED.labels(reason=code)
+    before = failures._value.get()
+    document = upload(in_tenant_a, (FIXTURES / name).read_bytes(), name)
+    assert services.document_ingest(document=document) == "failed"
+    assert failures._value.get() == before + 1  # alert WafaaIngestionFailures reads it
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert document.error_code == code
+    assert words in document.error
+    assert not Chunk.objects.filter(document=document).exists()
 
 
 def test_file_over_the_plan_limit_is_refused_before_anything_is_stored(in_tenant_a):

@@ -84,6 +84,7 @@ BODYLESS = {
     ("POST", "clients/{client_id}/channels/{channel_id}/check"),
     ("POST", "clients/{client_id}/knowledge/documents/{doc_id}/reindex"),
     ("POST", "auth/invitations/{invitation_id}/accept"),
+    ("POST", "clients/{client_id}/channels/{channel_id}/check"),
 }
 GET_ROUTES = [(m, p) for m, p in ROUTES if m == "GET"]
 

@@ -340,6 +340,7 @@ def build_embedder(
     openai_model: str = "text-embedding-3-small",
     openai_batch_size: int = 256,
     openai_timeout: float = 30,
+    openai_max_retries: int = 2,
 ) -> Embedder:
     """Build the embedder named by `backend`: 'openai', 'local', 'hashing' or 'auto'.
 
@@ -358,6 +359,7 @@ def build_embedder(
             dimensions=dimensions,
             batch_size=openai_batch_size,
             timeout=openai_timeout,
+            max_retries=openai_max_retries,
         )
     if backend == "local":
         if dimensions != LOCAL_DIMENSIONS:
