@@ -7,6 +7,7 @@ by the task through the sweep; poison events, retention, replay and bulk statuse
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -324,7 +325,9 @@ time.sleep(0.5)  # let the nudge thread fail against the dead broker
     run = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
     )
-    status, seconds = run.stdout.split()[-2:]
+    # The process logs JSON lines on stdout too: the answer is the line "<status> <seconds>".
+    [answer] = [line for line in run.stdout.splitlines() if re.fullmatch(r"\d{3} [\d.]+", line)]
+    status, seconds = answer.split()
     assert status == "200", run.stdout + run.stderr
     assert float(seconds) < 1
     [event] = InboxEvent.objects.filter(client=committed_client)
