@@ -27,6 +27,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Min
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context, tenant_context
 
@@ -440,6 +441,9 @@ def inbox_clients_waiting() -> list[int]:
     stale = timezone.now() - timedelta(seconds=settings.INBOX_SWEEP_AFTER_SECONDS)
     pending = InboxEvent.objects.filter(state=InboxEvent.State.PENDING)
     metrics.INBOX_PENDING.set(pending.count())
+    oldest = pending.aggregate(oldest=Min("received_at"))["oldest"]
+    # The age of the oldest event still waiting: a backlog shows here even when depth is small.
+    metrics.INBOX_OLDEST_PENDING.set((timezone.now() - oldest).total_seconds() if oldest else 0)
     waiting = pending.filter(received_at__lt=stale).exclude(leased_until__gt=timezone.now())
     return sorted(set(waiting.values_list("client_id", flat=True)))
 

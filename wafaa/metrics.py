@@ -180,3 +180,9 @@ HANDOFFS_WAITING = Gauge(
 DOCUMENTS_FAILED = Counter(
     "wafaa_documents_failed_total", "Documents whose ingestion failed, by reason", ["reason"]
 )
+
+INBOX_OLDEST_PENDING = Gauge(
+    "wafaa_inbox_oldest_pending_seconds",
+    "Age of the oldest webhook event waiting in the inbox (sampled by the inbox sweep)",
+    multiprocess_mode="max",
+)

@@ -173,12 +173,16 @@ def test_parked_events_are_listed_in_the_admin_and_can_be_retried(client, accoun
 
 def test_the_sweep_drains_events_no_nudge_reached(client, account, tenant_a, settings, eager_tasks):
     from conversations.tasks import inbox_sweep_task
+    from wafaa import metrics
 
     settings.INBOX_SWEEP_AFTER_SECONDS = 0
     post(client, text("wamid.SWEPT"))  # its nudge never runs: the test's transaction stays open
+    InboxEvent.objects.update(received_at=timezone.now() - timedelta(minutes=3))
 
     result = inbox_sweep_task.delay().get()
 
+    # The sweep saw a 3-minute-old event first (alert WafaaInboxBacklog reads the gauge).
+    assert 170 < metrics.INBOX_OLDEST_PENDING._value.get() < 240
     assert result["drained"] == 1
     assert inbound_ids(tenant_a) == ["wamid.SWEPT"]
     assert InboxEvent.objects.get().state == "done"
