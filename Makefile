@@ -34,6 +34,7 @@ chaos: venv
 lint: venv
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/lint-imports --no-cache
 
 # Prometheus alert rules and their unit tests (installs Debian's promtool when missing).
 alerts: venv

@@ -1,12 +1,21 @@
-"""Webhook throughput: signed WhatsApp text webhooks vs a bare Django view, same server, same run.
+"""Webhook ingress: signed webhooks vs a bare Django view, same server, same run; the inbox drain.
 
     DJANGO_SETTINGS_MODULE=config.settings .venv/bin/python bench/webhook.py [--seconds 10] [--connections 32]
 
 gunicorn with 2 workers on the real services; load from `wrk` (Debian package `wrk`) on the
-same machine. Each webhook carries a unique message id, so each request stores a message,
-its contact and conversation, and enqueues the reply task (to a separate Redis database that
-is flushed afterwards: no worker runs and nothing is answered). Prints requests/s and
-p50/p99 latency of both, and the ratio; writes bench/results/webhook.json.
+same machine. A webhook is verified and recorded in the durable inbox (one INSERT); no worker
+runs during the HTTP runs (nudges go to a separate Redis database, flushed afterwards). Runs:
+
+1. the bare view and signed WhatsApp text webhooks (each a unique message id), at full load;
+2. the same webhooks at half the webhook's full-load rate (wrk with a per-request delay), for
+   the p99 at that rate;
+3. status webhooks: one message sent -> three statuses (sent, delivered, read), each its own
+   POST, for outbound messages created beforehand;
+4. the inbox drain in this process (one worker's worth): events/s and messages or statuses
+   stored per second in the client's schema, for the text events of run 1 and the statuses
+   of run 3.
+
+Prints the figures and writes bench/results/webhook.json.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from bench.common import (
 )
 
 LUA = r"""
-local bodies, sigs, i, step = {}, {}, 0, 1
+local bodies, sigs, i, step, pause = {}, {}, 0, 1, 0
 function setup(thread)
   thread:set("offset", __thread_index)
   __thread_index = __thread_index + 1
@@ -38,6 +47,7 @@ end
 __thread_index = 0
 function init(args)
   step = tonumber(args[2])
+  pause = tonumber(args[3] or "0")
   local n = 0
   for line in io.lines(args[1]) do
     if n % step == offset then
@@ -47,6 +57,9 @@ function init(args)
     end
     n = n + 1
   end
+end
+function delay()
+  return pause
 end
 function request()
   i = i % #bodies + 1
@@ -95,12 +108,124 @@ def run_wrk(
     return parse_wrk(output)
 
 
+def combine(runs: list[dict]) -> dict:
+    """Several wrk runs of one path as one: mean rate and latencies, every round kept."""
+    keys = ("requests_per_second", "p50_ms", "p99_ms")
+    merged = {k: round(sum(r[k] for r in runs) / len(runs), 2) for k in keys}
+    merged["requests"] = sum(r["requests"] or 0 for r in runs)
+    merged["non_2xx"] = sum(r["non_2xx"] for r in runs)
+    merged["rounds"] = runs
+    return merged
+
+
+def write_bodies(path: Path, bodies: list[tuple[bytes, str]]) -> None:
+    path.write_text("\n".join(f"{sig}\t{body.decode()}" for body, sig in bodies) + "\n")
+
+
+def status_body(phone_number_id: str, wamid: str, status: str, recipient: str) -> bytes:
+    import json
+    import time
+
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "0",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "",
+                                "phone_number_id": phone_number_id,
+                            },
+                            "statuses": [
+                                {
+                                    "id": wamid,
+                                    "status": status,
+                                    "timestamp": str(int(time.time())),
+                                    "recipient_id": recipient,
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(payload).encode()
+
+
+def outbound_messages(client, account, count: int, run_id: str) -> list[str]:
+    """`count` sent replies in the client's schema, as the sender leaves them."""
+    from django_tenants.utils import tenant_context
+
+    from conversations.models import Contact, Conversation, Message
+
+    with tenant_context(client):
+        contact, _ = Contact.objects.get_or_create(
+            channel="whatsapp", external_id="15559990001", defaults={"wa_id": "15559990001"}
+        )
+        conversation = Conversation.objects.create(
+            contact=contact, channel_account_id=account.pk, channel="whatsapp"
+        )
+        ids = [f"wamid.BENCHOUT{run_id}{n:08d}" for n in range(count)]
+        Message.objects.bulk_create(
+            [
+                Message(
+                    conversation=conversation,
+                    direction="out",
+                    author="bot",
+                    text="Reply",
+                    status="queued",
+                    external_id=wamid,
+                )
+                for wamid in ids
+            ],
+            batch_size=2000,
+        )
+    return ids
+
+
+def drain(client) -> dict:
+    """Drain the client's inbox in this process; events/s and what was stored."""
+    import time
+
+    from django.conf import settings
+
+    from channels_app.models import InboxEvent
+    from conversations.inbound import DrainResult, inbox_drain
+
+    pending = InboxEvent.objects.filter(client=client, state="pending").count()
+    total = DrainResult()
+    started = time.perf_counter()
+    while InboxEvent.objects.filter(client=client, state="pending").exists():
+        total.add(inbox_drain(client_id=client.pk, max_batches=1000))
+    seconds = time.perf_counter() - started
+    return {
+        "events": pending,
+        "seconds": round(seconds, 2),
+        "events_per_second": round(total.events / seconds, 1) if seconds else None,
+        "messages_stored": total.accepted,
+        "messages_per_second": round(total.accepted / seconds, 1) if seconds else None,
+        "duplicates": total.duplicates,
+        # Messages whose status changed: a message's sent, delivered and read drained in one
+        # batch are one change (one row written), so this is below the status events.
+        "messages_status_changed": total.statuses,
+        "failed": total.failed,
+        "batch_size": settings.INBOX_BATCH_SIZE,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bodies", type=int, default=60000)
+    parser.add_argument("--outbound", type=int, default=20000, help="messages for run 3")
+    parser.add_argument("--rounds", type=int, default=2, help="alternated bare/webhook runs")
     options = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -110,11 +235,14 @@ def main() -> int:
 
     from django.conf import settings
 
-    from bench.common import bench_client
-    from channels_app.models import ChannelAccount
+    from bench.common import bench_client, load_average
+    from channels_app.models import ChannelAccount, InboxEvent
     from channels_app.providers import sign_body
+    from config.celery import app
     from conversations.management.commands.simulate_message import webhook_body
 
+    broker = settings.REDIS_URL.rsplit("/", 1)[0] + "/3"  # tasks go here, then flushed
+    app.conf.broker_url = broker  # the drain here enqueues replies there too
     client = bench_client("bench-webhook")
     phone_id = "199999999999001"
     account = ChannelAccount.objects.filter(client=client, kind="whatsapp").first()
@@ -126,23 +254,35 @@ def main() -> int:
             access_token=secrets.token_urlsafe(24),
             app_secret=secrets.token_urlsafe(24),
         )
+    InboxEvent.objects.filter(client=client).delete()  # a clean inbox for this run
     run_id = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="wafaa-bench-"))
-    lines = []
-    for n in range(options.bodies):
+    texts = []
+    for n in range(options.bodies * 2):  # the second half for the paced run
         body = webhook_body(
             phone_number_id=account.external_id,
             wa_id=f"1555{n % 5000:07d}",
             name="Bench",
             message_id=f"wamid.BENCH{run_id}{n:08d}",
             text="What are your opening hours?",
-        ).decode()
-        lines.append(f"{sign_body(body.encode(), account.app_secret)}\t{body}")
-    (tmp / "bodies.txt").write_text("\n".join(lines) + "\n")
-    (tmp / "webhook.lua").write_text(LUA)
-    (tmp / "noop.lua").write_text(LUA)
+        )
+        texts.append((body, sign_body(body, account.app_secret)))
+    per_round = options.bodies // options.rounds
+    for n in range(options.rounds):  # fresh message ids in every round
+        write_bodies(tmp / f"bodies{n}.txt", texts[n * per_round : (n + 1) * per_round])
+    write_bodies(tmp / "paced.txt", texts[options.bodies :])
+    outbound = outbound_messages(client, account, options.outbound, run_id)
+    statuses = [
+        (body, sign_body(body, account.app_secret))
+        for wamid in outbound
+        for body in [
+            status_body(account.external_id, wamid, status, "15559990001")
+            for status in ("sent", "delivered", "read")
+        ]
+    ]
+    write_bodies(tmp / "statuses.txt", statuses)
+    (tmp / "load.lua").write_text(LUA)
 
-    broker = settings.REDIS_URL.rsplit("/", 1)[0] + "/3"  # enqueued tasks go here, then flushed
     port = free_port()
     env = child_env(
         DJANGO_SETTINGS_MODULE="bench.settings_bench",
@@ -151,57 +291,92 @@ def main() -> int:
         REPLY_QUIET_PERIOD_SECONDS="0",
     )
     server = start_gunicorn(env, port, workers=2)
+    base = f"http://127.0.0.1:{port}"
+    webhook_url = f"{base}/webhook/whatsapp/{client.slug}/"
+    script = tmp / "load.lua"
+    c, t, seconds = options.connections, options.threads, options.seconds
+    load = {"before": load_average()}
     try:
-        base = f"http://127.0.0.1:{port}"
-        args = [str(tmp / "bodies.txt"), str(options.threads)]
+        args = [str(tmp / "bodies0.txt"), str(t)]
         # Warm both paths (connections, caches) before measuring.
-        run_wrk(
-            f"{base}/bench/noop", tmp / "noop.lua", args, 2, options.connections, options.threads
+        run_wrk(f"{base}/bench/noop", script, args, 2, c, t)
+        # Alternated, in rounds: on a shared machine the load of other processes drifts, and
+        # a single run of each would measure the drift as much as the two paths.
+        rounds = {"bare": [], "webhook": []}
+        for n in range(options.rounds):
+            rounds["bare"].append(run_wrk(f"{base}/bench/noop", script, args, seconds, c, t))
+            offset_args = [str(tmp / f"bodies{n}.txt"), str(t)]
+            rounds["webhook"].append(run_wrk(webhook_url, script, offset_args, seconds, c, t))
+        bare, webhook = (combine(rounds["bare"]), combine(rounds["webhook"]))
+        half_rate = webhook["requests_per_second"] / 2
+        paced_connections = 8
+        pause_ms = paced_connections * 1000 / half_rate
+        paced_args = [str(tmp / "paced.txt"), str(t), f"{pause_ms:.2f}"]
+        paced = run_wrk(webhook_url, script, paced_args, seconds, paced_connections, t)
+        paced["target_requests_per_second"] = round(half_rate, 1)
+        boundary = InboxEvent.objects.filter(client=client).order_by("-pk").first()
+        boundary = boundary.pk if boundary else 0
+        status_run = run_wrk(
+            webhook_url, script, [str(tmp / "statuses.txt"), str(t)], seconds, c, t
         )
-        bare = run_wrk(
-            f"{base}/bench/noop",
-            tmp / "noop.lua",
-            args,
-            options.seconds,
-            options.connections,
-            options.threads,
-        )
-        webhook = run_wrk(
-            f"{base}/webhook/whatsapp/{client.slug}/",
-            tmp / "webhook.lua",
-            args,
-            options.seconds,
-            options.connections,
-            options.threads,
-        )
+        load["after_http"] = load_average()
     finally:
         server.stop()
-        import redis
-
-        redis.Redis.from_url(broker).flushdb()
         shutil.rmtree(tmp, ignore_errors=True)
+    # The inbox now holds the text events of runs 1-2 and the status events of run 3. Drain
+    # the texts first (statuses are held back), then the statuses.
+    status_events = InboxEvent.objects.filter(client=client, pk__gt=boundary)
+    status_ids = list(status_events.values_list("pk", flat=True))
+    InboxEvent.objects.filter(pk__in=status_ids).update(state="done")
+    drained_texts = drain(client)
+    InboxEvent.objects.filter(pk__in=status_ids).update(state="pending", attempts=0)
+    drained_statuses = drain(client)
+    import redis
+
+    redis.Redis.from_url(broker).flushdb()
+    load["after_drain"] = load_average()
+
     ratio = round(webhook["requests_per_second"] / bare["requests_per_second"], 3)
-    print(
-        f"bare view : {bare['requests_per_second']:.0f} req/s  p50 {bare['p50_ms']} ms  p99 {bare['p99_ms']} ms"
-    )
-    print(
-        f"webhook   : {webhook['requests_per_second']:.0f} req/s  p50 {webhook['p50_ms']} ms  p99 {webhook['p99_ms']} ms"
-        f"  (non-2xx: {webhook['non_2xx']})"
-    )
-    print(f"ratio     : {ratio} x the bare view (goal >= 0.6)")
+
+    def line(name, run):
+        return (
+            f"{name:<26}: {run['requests_per_second']:.0f} req/s  p50 {run['p50_ms']} ms  "
+            f"p99 {run['p99_ms']} ms  (non-2xx: {run['non_2xx']})"
+        )
+
+    print(line("bare view", bare))
+    print(line("webhook (text)", webhook))
+    print(f"ratio                     : {ratio} x the bare view (goal >= 0.6)")
+    print(line(f"webhook at ~{half_rate:.0f} req/s", paced) + "  (goal p99 <= 20 ms)")
+    print(line("webhook (statuses)", status_run))
+    for name, result in (("drain: texts", drained_texts), ("drain: statuses", drained_statuses)):
+        print(
+            f"{name:<26}: {result['events']} events in {result['seconds']} s = "
+            f"{result['events_per_second']} events/s ({result['messages_per_second']} messages "
+            f"stored/s, {result['messages_status_changed']} status changes, "
+            f"duplicates {result['duplicates']}, failed {result['failed']})"
+        )
+    print(f"load average              : {load}")
     write_results(
         "webhook",
         {
             "setup": {
                 "gunicorn_workers": 2,
-                "connections": options.connections,
-                "threads": options.threads,
-                "seconds": options.seconds,
+                "connections": c,
+                "threads": t,
+                "seconds": seconds,
+                "rounds": options.rounds,
                 "load_generator": "wrk",
+                "drain": "in the bench process (one worker's worth)",
             },
+            "load_average": load,
             "bare_view": bare,
             "webhook": webhook,
             "ratio": ratio,
+            "webhook_at_half_rate": paced,
+            "status_webhooks": status_run,
+            "drain_texts": drained_texts,
+            "drain_statuses": drained_statuses,
         },
     )
     return 0

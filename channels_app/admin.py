@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 
 from channels_app import services
-from channels_app.models import ChannelAccount
+from channels_app.models import ChannelAccount, InboxEvent
 from wafaa.errors import ApplicationError
 
 
@@ -77,3 +77,47 @@ class ChannelAccountAdmin(admin.ModelAdmin):
     search_fields = ["external_id", "display_phone_number", "client__slug", "client__name"]
     readonly_fields = ["last_seen_at", "created_at", "updated_at"]
     autocomplete_fields = ["client"]
+
+
+@admin.register(InboxEvent)
+class InboxEventAdmin(admin.ModelAdmin):
+    """The webhook inbox: parked events (failed every attempt) are found here, with their
+    reason, and sent back to the drain with the retry action once the cause is fixed."""
+
+    list_display = ["id", "client", "kind", "state", "attempts", "received_at", "error"]
+    list_filter = ["state", "kind"]
+    search_fields = ["client__slug", "trace_id"]
+    ordering = ["-id"]
+    actions = ["retry"]
+    exclude = ["body"]  # customers' texts: the conversation pages show what was stored
+    readonly_fields = [
+        "client",
+        "kind",
+        "account_ids",
+        "received_at",
+        "trace_id",
+        "body_size",
+        "state",
+        "attempts",
+        "leased_until",
+        "last_error",
+        "processed_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="error")
+    def error(self, event):
+        return event.last_error[:120]
+
+    @admin.display(description="body size (bytes)")
+    def body_size(self, event):
+        return len(event.body or b"")
+
+    @admin.action(description="Retry: make the selected events pending again")
+    def retry(self, request, queryset):
+        count = queryset.exclude(state=InboxEvent.State.PENDING).update(
+            state=InboxEvent.State.PENDING, attempts=0, leased_until=None
+        )
+        self.message_user(request, f"{count} event(s) will be drained again by the next sweep.")

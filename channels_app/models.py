@@ -9,7 +9,9 @@ from __future__ import annotations
 import secrets
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.utils import timezone
 
 from tenants.models import Client
 from wafaa.crypto import EncryptedTextField
@@ -60,3 +62,48 @@ class ChannelAccount(TimeStampedModel):
     @property
     def can_receive(self) -> bool:
         return self.status in {self.Status.ACTIVE, self.Status.CREDENTIALS_INVALID}
+
+
+class InboxEvent(models.Model):
+    """One verified webhook POST for one client, as Meta sent it (the durable inbox).
+
+    The webhook view writes it in one INSERT and answers 200; workers drain it into the
+    client's schema (conversations.inbound). `account_ids` are the channel accounts (Meta ids)
+    whose signature verified this body: only their entries are ever processed. An app-level
+    POST that serves several clients is stored as one row per client. Rows are kept for
+    INBOX_RETENTION_HOURS after processing (replay, debugging), then pruned.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        PARKED = "parked", "Parked (failed every attempt)"
+
+    id = models.BigAutoField(primary_key=True)
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+", db_index=False)
+    kind = models.CharField(max_length=16, choices=ChannelAccount.Kind.choices)
+    account_ids = ArrayField(models.CharField(max_length=64))
+    received_at = models.DateTimeField(default=timezone.now)
+    trace_id = models.CharField(max_length=64, blank=True, default="")
+    body = models.BinaryField()
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # A claimed event is not claimed again before this (a crashed drain's lease runs out).
+    leased_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The drain's claim: a client's pending events in order.
+            models.Index(
+                fields=["client", "id"],
+                name="inbox_pending_by_client",
+                condition=models.Q(state="pending"),
+            ),
+            models.Index(fields=["state", "received_at"], name="inbox_state_received"),
+            models.Index(fields=["client", "received_at"], name="inbox_client_received"),
+        ]
+
+    def __str__(self) -> str:
+        return f"inbox {self.pk} ({self.kind}, {self.state})"

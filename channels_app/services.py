@@ -1,9 +1,10 @@
-"""Webhooks in (verify, parse, store once, enqueue on commit), channel accounts, and the Graph
-API client of an account. Sending (the outbound state machine) lives in conversations.outbound.
+"""Webhooks in (verify, record in the durable inbox), channel accounts, and the Graph API
+client of an account. Draining the inbox into a client's schema is conversations.inbound;
+sending (the outbound state machine) is conversations.outbound.
 
-Webhook handling never calls Meta, an LLM or an embedder: it records what Meta sent in the
-right client's schema and hands work to Celery after commit, so Meta gets its 200 in
-milliseconds and nothing accepted is lost (the database is the record; see the sweeper).
+Webhook handling never calls Meta, an LLM, an embedder or the broker: it verifies the
+signature, writes the raw verified body in one INSERT and answers 200, so Meta gets its answer
+in about a millisecond and nothing accepted is lost (the database is the record).
 """
 
 from __future__ import annotations
@@ -11,18 +12,17 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_tenants.utils import tenant_context
 
-from channels_app import graph, providers, selectors
+from channels_app import graph, inbox, providers, routing, selectors
 from channels_app.models import ChannelAccount
-from wafaa import context, metrics
+from channels_app.routing import Route
+from wafaa import metrics
 from wafaa.errors import ApplicationError, ConflictError, NotFoundError, PayloadTooLargeError
 
 logger = logging.getLogger(__name__)
@@ -38,14 +38,9 @@ class WebhookMalformedError(ApplicationError):
     status_code = 400
 
 
-@dataclass
-class WebhookResult:
-    accepted: int = 0
-    duplicates: int = 0
-    statuses: int = 0
-    skipped_accounts: list[str] = field(default_factory=list)
-    unknown_accounts: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+class InboxUnavailableError(ApplicationError):
+    code = "unavailable"
+    status_code = 503
 
 
 # --- verify handshake ------------------------------------------------------------------------
@@ -73,10 +68,8 @@ def webhook_verify(*, kind: str, slug: str | None, mode: str, token: str, challe
 # --- POST ------------------------------------------------------------------------------------
 
 
-def _verified_accounts(
-    raw_body: bytes, signature: str | None, accounts: list[ChannelAccount]
-) -> list[ChannelAccount]:
-    """The accounts among `accounts` whose own app secret signed `raw_body`.
+def _verified_routes(raw_body: bytes, signature: str | None, routes: list[Route]) -> list[Route]:
+    """The routes among `routes` whose own app secret signed `raw_body`.
 
     A client's secret proves only that client's accounts: on its per-slug URL a body signed
     with it is processed only for entries of the accounts that secret belongs to. The platform's
@@ -84,13 +77,13 @@ def _verified_accounts(
     if settings.META_APP_SECRET and providers.verify_signature(
         raw_body, signature, settings.META_APP_SECRET
     ):
-        return list(accounts)
+        return list(routes)
     verdicts: dict[str, bool] = {}
-    for account in accounts:  # each distinct secret is checked once, in constant time
-        secret = account.app_secret
+    for route in routes:  # each distinct secret is checked once, in constant time
+        secret = route.app_secret
         if secret and secret not in verdicts:
             verdicts[secret] = providers.verify_signature(raw_body, signature, secret)
-    return [a for a in accounts if a.app_secret and verdicts.get(a.app_secret)]
+    return [r for r in routes if r.app_secret and verdicts.get(r.app_secret)]
 
 
 def _decode(kind: str, raw_body: bytes) -> dict:
@@ -106,19 +99,11 @@ def _decode(kind: str, raw_body: bytes) -> dict:
     return payload
 
 
-@dataclass
-class VerifiedWebhook:
-    """A POST whose signature checked out: its decoded body and the accounts it may act for."""
-
-    kind: str
-    payload: dict
-    accounts: list[ChannelAccount]
-
-
 def webhook_authenticate(
     *, kind: str, slug: str | None, raw_body: bytes, signature: str | None
-) -> VerifiedWebhook:
-    """Check a webhook POST before anything is parsed or stored.
+) -> list[Route]:
+    """Check a webhook POST before anything is decoded or stored; return the routes (accounts)
+    this body is proved for and names, active or not.
 
     - per-slug URL (`/webhook/<kind>/<slug>`): the slug's accounts; the body must be signed by
       one of their own secrets (or the platform's), and only the accounts whose secret signed
@@ -126,8 +111,6 @@ def webhook_authenticate(
     - app-level URL (`/webhook/<kind>/`): one Meta app for many clients, so only the platform's
       META_APP_SECRET is accepted, and the URL is refused outright when it is unset. A client's
       secret never proves anything here: with it, client B could deliver into A's schema.
-
-    The signature is checked on the raw bytes before the body is decoded.
     """
     if len(raw_body) > settings.WEBHOOK_MAX_BODY_BYTES:
         metrics.WEBHOOK_EVENTS.labels(channel=kind, result="too_large").inc()
@@ -135,11 +118,11 @@ def webhook_authenticate(
             f"Webhook bodies are limited to {settings.WEBHOOK_MAX_BODY_BYTES} bytes."
         )
     if slug is not None:
-        accounts = selectors.channel_account_route_for_slug(kind=kind, slug=slug)
-        if not accounts:
+        routes = routing.routes_for_slug(kind=kind, slug=slug)
+        if not routes:
             metrics.WEBHOOK_EVENTS.labels(channel=kind, result="unknown_account").inc()
             raise NotFoundError(f"No {kind} channel account for '{slug}'.")
-        verified = _verified_accounts(raw_body, signature, accounts)
+        verified = _verified_routes(raw_body, signature, routes)
         signed = bool(verified)
     else:
         # verify_signature refuses an empty secret: no platform secret, no app-level URL.
@@ -156,52 +139,46 @@ def webhook_authenticate(
                 "use the per-client URL."
             )
         raise WebhookSignatureError("X-Hub-Signature-256 is missing or does not match.")
-    payload = _decode(kind, raw_body)
+    named = set(payload_account_ids(kind, _decode(kind, raw_body)))
     if slug is None:
-        ids = _payload_account_ids(kind, payload)
-        verified = selectors.channel_account_route_all_tenants(kind=kind, external_ids=ids)
-    return VerifiedWebhook(kind=kind, payload=payload, accounts=verified)
+        verified = routing.routes_for_ids_all_tenants(kind=kind, external_ids=sorted(named))
+    for external_id in named - {r.external_id for r in verified}:
+        metrics.WEBHOOK_EVENTS.labels(channel=kind, result="unknown_account").inc()
+        logger.warning(
+            "webhook entry for an account this signature does not prove: not processed",
+            extra={"account": external_id},
+        )
+    return [r for r in verified if r.external_id in named]
 
 
-def webhook_receive(
-    *, kind: str, slug: str | None, raw_body: bytes, signature: str | None
-) -> WebhookResult:
-    """Handle one webhook POST: verify, parse every entry, store per client, enqueue on commit.
+def webhook_accept(*, kind: str, slug: str | None, raw_body: bytes, signature: str | None) -> int:
+    """Verify a webhook POST and record it in the durable inbox (one INSERT); returns how
+    many clients' inboxes got it. Entries of accounts that did not verify are never
+    processed; inactive accounts and suspended clients are acknowledged and not stored.
 
-    Entries of accounts that did not verify are never processed: not stored, not answered,
-    no status applied."""
-    verified = webhook_authenticate(kind=kind, slug=slug, raw_body=raw_body, signature=signature)
-    accounts = verified.accounts
-    parsed = providers.parse(kind, verified.payload)
-    result = WebhookResult(errors=list(parsed.errors))
-    if parsed.errors:
-        metrics.WEBHOOK_EVENTS.labels(channel=kind, result="malformed").inc(len(parsed.errors))
-        logger.warning("webhook parts skipped", extra={"errors": parsed.errors[:10]})
-    by_id = {a.external_id: a for a in accounts}
-    for external_id in parsed.account_external_ids():
-        account = by_id.get(external_id)
-        if account is None:
-            result.unknown_accounts.append(external_id)
-            metrics.WEBHOOK_EVENTS.labels(channel=kind, result="unknown_account").inc()
-            logger.warning(
-                "webhook entry for an account this signature does not prove: not processed",
-                extra={"account": external_id},
+    The database unreachable (routing or the INSERT) is a fast 503, so Meta redelivers:
+    never a 200 for something not stored."""
+    try:
+        routes = webhook_authenticate(kind=kind, slug=slug, raw_body=raw_body, signature=signature)
+        receiving = [r for r in routes if r.receiving]
+        if len(receiving) < len(routes):
+            metrics.WEBHOOK_EVENTS.labels(channel=kind, result="inactive").inc(
+                len(routes) - len(receiving)
             )
-            continue
-        _account_seen(account)
-        if not account.can_receive or not account.client.is_active:
-            result.skipped_accounts.append(external_id)
-            metrics.WEBHOOK_EVENTS.labels(channel=kind, result="inactive").inc()
-            logger.info(
-                "webhook for an inactive account or client: not processed",
-                extra={"account": account.pk},
-            )
-            continue
-        _store_for_account(account, parsed.for_account(external_id), result)
-    return result
+            logger.info("webhook for an inactive account or client: not processed")
+        stored = inbox.inbox_store(kind=kind, raw_body=raw_body, routes=receiving)
+    except DatabaseError:
+        metrics.WEBHOOK_EVENTS.labels(channel=kind, result="unavailable").inc()
+        logger.exception("webhook not stored: the database is unavailable")
+        raise InboxUnavailableError("The webhook could not be stored; Meta will retry.") from None
+    if stored:
+        metrics.WEBHOOK_EVENTS.labels(channel=kind, result="stored").inc()
+    return len(stored)
 
 
-def _payload_account_ids(kind: str, payload) -> list[str]:
+def payload_account_ids(kind: str, payload) -> list[str]:
+    """The Meta account ids a decoded body names (WhatsApp phone number ids, Instagram entry
+    ids), without parsing its events."""
     if not isinstance(payload, dict):
         return []
     if kind == "whatsapp":
@@ -214,78 +191,13 @@ def _payload_account_ids(kind: str, payload) -> list[str]:
     ]
 
 
-def _account_seen(account: ChannelAccount) -> None:
-    # At most one write a minute per account: a busy number must not write on every webhook.
+def channel_accounts_seen(*, account_ids: list[int]) -> None:
+    """Record that webhooks arrived for these accounts (the silence alarm reads it). At most
+    one write a minute per account: a busy number must not write on every event."""
     now = timezone.now()
-    if account.last_seen_at and (now - account.last_seen_at).total_seconds() < 60:
-        return
-    ChannelAccount.objects.filter(pk=account.pk).filter(
+    ChannelAccount.objects.filter(pk__in=account_ids).filter(
         Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=now - timedelta(seconds=60))
     ).update(last_seen_at=now, silent_flagged_at=None)
-
-
-def _store_for_account(account: ChannelAccount, parsed, result: WebhookResult) -> None:
-    from conversations import kinds as conversation_kinds
-    from conversations import services as conversation_services
-    from conversations.tasks import handle_inbound_task
-
-    request_trace = context.current_trace_id()
-    single = len(parsed.messages) == 1
-    with tenant_context(account.client), transaction.atomic():
-        for inbound in parsed.messages:
-            # A trace per inbound message: it follows the message into every task it causes.
-            # A lone message keeps the request's trace id, so a caller's X-Trace-ID carries on.
-            trace_id = request_trace if single and request_trace else context.new_id()
-            try:
-                # Each message in a savepoint of its own: one that cannot be stored never
-                # takes its siblings in the same POST down with it.
-                with context.bound(trace_id=trace_id), transaction.atomic():
-                    message, created = conversation_kinds.inbound_receive(
-                        account=account, inbound=inbound
-                    )
-            except (OperationalError, InterfaceError):
-                raise  # the database itself failed: 5xx, Meta sends the POST again
-            except Exception as exc:
-                result.errors.append(f"message not stored: {type(exc).__name__}")
-                metrics.WEBHOOK_EVENTS.labels(channel=account.kind, result="store_failed").inc()
-                logger.exception(
-                    "an inbound message could not be stored; its siblings were",
-                    extra={"account": account.pk, "message": inbound.external_id},
-                )
-                continue
-            if created:
-                result.accepted += 1
-                metrics.WEBHOOK_EVENTS.labels(channel=account.kind, result="accepted").inc()
-                if message.status == message.Status.RECEIVED:
-                    transaction.on_commit(
-                        _enqueue_reply(account.client, handle_inbound_task, message.pk, trace_id)
-                    )
-            else:
-                result.duplicates += 1
-                metrics.WEBHOOK_EVENTS.labels(channel=account.kind, result="duplicate").inc()
-        for update in parsed.statuses:
-            conversation_services.message_status_apply(update=update)
-            result.statuses += 1
-
-
-def _enqueue_reply(client, task, message_id, trace_id):
-    # Delayed by the quiet period: a burst of customer messages is answered once, by the
-    # task of the newest message (see conversations.pipeline).
-    def send():
-        with tenant_context(client), context.bound(trace_id=trace_id):
-            try:
-                task.apply_async(
-                    (message_id,), countdown=settings.REPLY_QUIET_PERIOD_SECONDS or None
-                )
-            except Exception:
-                # The message is committed; the sweeper enqueues it again. Meta still gets
-                # its 200, so it does not redeliver what we already hold.
-                logger.exception(
-                    "could not enqueue the reply task; the sweeper will retry it",
-                    extra={"message_id": str(message_id)},
-                )
-
-    return send
 
 
 # --- Graph API client for an account --------------------------------------------------------

@@ -120,6 +120,7 @@ SHARED_APPS = [
     "wafaa",
     "tenants",
     "channels_app",
+    "backoffice",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -482,6 +483,9 @@ CELERY_TASK_ROUTES = {
     # Read receipts and media downloads kept the default queue when sending moved here.
     "conversations.tasks.message_mark_read_task": {"queue": "default"},
     "conversations.tasks.media_fetch_task": {"queue": "default"},
+    # The webhook inbox's drain is short database work: it must not queue behind LLM calls.
+    "conversations.tasks.inbox_drain_task": {"queue": "default"},
+    "conversations.tasks.inbox_sweep_task": {"queue": "default"},
     # An answer evaluation runs minutes of drafting: never ahead of customers' replies.
     "conversations.tasks.answer_evaluation_run_task": {"queue": "default"},
     "knowledge.*": {"queue": "ingest"},
@@ -504,6 +508,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 600,
     },
     "queue-depth": {"task": "wafaa.queue_depth_sample_task", "schedule": 15},
+    "inbox-sweep": {"task": "conversations.tasks.inbox_sweep_task", "schedule": 15},
     "resources": {"task": "wafaa.resources_sample_task", "schedule": 30},
     "customer-waits": {"task": "conversations.tasks.customer_waits_sample_task", "schedule": 60},
     "accounts-purge": {"task": "tenants.tasks.accounts_purge_expired_task", "schedule": 3600},
@@ -557,6 +562,16 @@ SEND_RETRY_WINDOW_SECONDS = env_int("SEND_RETRY_WINDOW_SECONDS", 3600)
 WHATSAPP_MESSAGES_PER_SECOND = env_int("WHATSAPP_MESSAGES_PER_SECOND", 80)
 SAME_CUSTOMER_SPACING_MS = env_int("SAME_CUSTOMER_SPACING_MS", 300)
 WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024)
+# The webhook routing table (slug/account id -> client, secret) is cached per process.
+WEBHOOK_ROUTING_CACHE_SECONDS = env_float("WEBHOOK_ROUTING_CACHE_SECONDS", 10.0)
+# The durable webhook inbox (channels_app.InboxEvent, drained by conversations.inbound).
+INBOX_BATCH_SIZE = env_int("INBOX_BATCH_SIZE", 100)
+INBOX_MAX_ATTEMPTS = env_int("INBOX_MAX_ATTEMPTS", 5)
+INBOX_RETENTION_HOURS = env_int("INBOX_RETENTION_HOURS", 72)
+INBOX_SWEEP_AFTER_SECONDS = env_int("INBOX_SWEEP_AFTER_SECONDS", 20)
+INBOX_MAX_BATCHES_PER_DRAIN = 20  # then the drain task sends itself again (fairness)
+INBOX_LEASE_SECONDS = 120  # longer than a task may run (CELERY_TASK_TIME_LIMIT)
+INBOX_RETRY_SECONDS = 10  # the first pause after a failed attempt, doubling after
 MEDIA_MAX_BYTES = env_int("MEDIA_MAX_BYTES", 16 * 1024 * 1024)
 # Customers' media is fetched only from Meta's media hosts (a leading dot: any subdomain).
 MEDIA_ALLOWED_HOSTS = env_list(

@@ -4,7 +4,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from wafaa import client_admin, health, metrics_export
+from backoffice import client_admin
+from wafaa import health, metrics_export
 from wafaa.api import views as core_views
 
 urlpatterns = [

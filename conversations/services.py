@@ -10,16 +10,10 @@ import logging
 from datetime import datetime
 
 from django.core.cache import cache
-from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from channels_app.providers import (
-    NO_REPLY_TYPES,
-    InboundMessage,
-    StatusUpdate,
-    status_transition_allowed,
-)
+from channels_app.providers import NO_REPLY_TYPES, InboundMessage
 from conversations.models import Contact, Conversation, ConversationEvent, Message
 from wafaa import context, metrics
 from wafaa.db import insert_or_nothing
@@ -173,58 +167,6 @@ def _message_mark_deleted(inbound: InboundMessage) -> Message | None:
         message.raw = {**message.raw, "deleted": True}
         message.save(update_fields=["text", "transcript", "deleted_at", "raw", "updated_at"])
         _context_forget(message.conversation_id)
-    return message
-
-
-def message_status_apply(*, update: StatusUpdate) -> Message | None:
-    """Apply a delivery status to our outbound message, never moving backwards."""
-    assert_client_schema()
-    with transaction.atomic():
-        message = (
-            Message.objects.select_for_update()
-            .filter(external_id=update.external_id, direction=Message.Direction.OUT)
-            .first()
-        )
-        if message is None:
-            # One outbound message split in parts: later parts' ids are kept in raw.
-            message = (
-                Message.objects.select_for_update()
-                .filter(raw__part_ids__contains=[update.external_id])
-                .first()
-            )
-        if message is None or not status_transition_allowed(message.status, update.status):
-            return None
-        status = Message.Status.READ if update.status == "played" else update.status
-        metrics.DELIVERY_STATUSES.labels(channel=update.channel, status=status).inc()
-        fields = ["status", "updated_at"]
-        message.status = status
-        stamp = update.timestamp or timezone.now()
-        if status == Message.Status.SENT:
-            message.sent_at = message.sent_at or stamp
-            fields.append("sent_at")
-        elif status == Message.Status.DELIVERED:
-            message.delivered_at = stamp
-            fields.append("delivered_at")
-        elif status == Message.Status.READ:
-            message.read_at = stamp
-            fields.append("read_at")
-        elif status == Message.Status.FAILED:
-            error = update.errors[0] if update.errors else {}
-            message.failure_reason = str(error.get("code", "failed"))
-            message.failure_detail = " ".join(
-                str(error.get(k, "")) for k in ("title", "message", "details") if error.get(k)
-            )[:2000]
-            fields += ["failure_reason", "failure_detail"]
-        message.save(update_fields=fields)
-    metrics.MESSAGES.labels(channel=update.channel, direction="out", status=status).inc()
-    if status == Message.Status.FAILED:
-        from conversations import notifications
-
-        notifications.notify(
-            conversation=message.conversation,
-            event="delivery_failed",
-            data={"message_id": message.pk, "reason": message.failure_reason},
-        )
     return message
 
 

@@ -8,12 +8,14 @@ import requests
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from channels_app import graph
 from conversations import (
     evaluation,
     fairness,
     handoff,
+    inbound,
     monitoring,
     notifications,
     outbound,
@@ -215,3 +217,29 @@ def customer_waits_sample_task():
 def answer_evaluation_run_task(evaluation_id):
     """Run a stored answer evaluation (queue `default`: long, not a customer's reply)."""
     return evaluation.evaluation_run(evaluation_id=evaluation_id)
+
+
+@shared_task(
+    base=WafaaTask,
+    name="conversations.tasks.inbox_drain_task",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=30,
+    max_retries=5,
+)
+def inbox_drain_task(client_id):
+    """Drain one client's webhook inbox; sends itself again while events remain."""
+    result = inbound.inbox_drain(client_id=client_id)
+    if result.more:
+        inbox_drain_task.delay(client_id)
+    return {"events": result.events, "accepted": result.accepted, "statuses": result.statuses}
+
+
+@shared_task(base=WafaaTask, name="conversations.tasks.inbox_sweep_task")
+def inbox_sweep_task():
+    """Beat: drain the inboxes no nudge reached (Redis was down), prune old events."""
+    waiting = inbound.inbox_clients_waiting()
+    for client_id in waiting:
+        inbox_drain_task.delay(client_id)
+    return {"drained": len(waiting), "pruned": inbound.inbox_prune()}

@@ -1,4 +1,4 @@
-"""Admin of a client's documents, for the per-client admin site (wafaa.client_admin).
+"""Admin of a client's documents, for the per-client admin site (backoffice.client_admin).
 
 Documents and chunks live in the client's schema, which the main admin (in `public`) cannot
 read, so nothing here is registered on `admin.site`. The per-client site registers

@@ -1,7 +1,7 @@
 """API authentication: JWT for people, API keys for servers.
 
 Both give DRF a principal; neither decides the client. The client of a request is resolved
-afterwards from the URL and checked against the credential (wafaa.api.base.ClientScopedView).
+afterwards from the URL and checked against the credential (tenants.api.base.ClientScopedView).
 """
 
 from __future__ import annotations

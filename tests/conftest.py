@@ -57,6 +57,14 @@ def django_db_setup(django_db_setup, django_db_blocker, django_db_keepdb, django
         template_prepare()
         for slug in TEST_SLUGS.values():
             if not Client.objects.filter(slug=slug).exists():
+                # A test on `live_server` flushes the public tables at the end of a run and
+                # leaves the schemas behind; client_create refuses a slug whose schema exists.
+                from django.db import connection
+
+                from tenants.models import schema_name_for
+
+                with connection.cursor() as cursor:
+                    cursor.execute(f'DROP SCHEMA IF EXISTS "{schema_name_for(slug)}" CASCADE')
                 client_create(name=f"Test {slug}", slug=slug)
 
 
@@ -65,10 +73,12 @@ def clean_api_state(redis_client):
     """The client cache and rate-limit counters outlive a test's rolled-back transaction:
     a client cached with one test's settings, or requests counted by earlier tests, must not
     leak into the next test."""
+    from channels_app import routing
     from tests.tenants.factories import reset_api_state
 
     reset_api_state(redis_client)
     _reset_pacing(redis_client)
+    routing.forget()  # routes cached from a rolled-back test's accounts must not linger
     yield
     reset_api_state(redis_client)
     _reset_pacing(redis_client)

@@ -41,8 +41,28 @@ def fixture_json(name: str) -> dict:
 def post_webhook(
     http, path: str, body: bytes, secret: str = APP_SECRET, signature: str | None = None
 ):
+    """POST a signed webhook. Inside a test's transaction the stored inbox event is invisible
+    to any worker, so it is drained here, as a worker would (`response.drained` holds the
+    DrainResult); with committed data (live tests) the real worker drains it."""
+    from django.db import connection
+
     headers = {"HTTP_X_HUB_SIGNATURE_256": signature or sign_body(body, secret)}
-    return http.post(path, data=body, content_type="application/json", **headers)
+    response = http.post(path, data=body, content_type="application/json", **headers)
+    if response.status_code == 200 and connection.in_atomic_block:
+        response.drained = drain_inbox()
+    return response
+
+
+def drain_inbox():
+    """Drain every client's pending inbox events in this process (what the worker does)."""
+    from channels_app.models import InboxEvent
+    from conversations.inbound import DrainResult, inbox_drain
+
+    total = DrainResult()
+    pending = InboxEvent.objects.filter(state=InboxEvent.State.PENDING)
+    for client_id in sorted(set(pending.values_list("client_id", flat=True))):
+        total.add(inbox_drain(client_id=client_id))
+    return total
 
 
 def wa_text_payload(

@@ -36,6 +36,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from conversations import services as conversation_services
 from conversations.models import Conversation
 from tenants import accounts
+from tenants.api.base import ClientScopedAPIView
 from tenants.models import Membership
 from tests.conftest import inside
 from tests.conversations.helpers import add_faq_knowledge, inbound
@@ -49,7 +50,6 @@ from tests.tenants.factories import (
     api_with_key,
     reset_api_state,
 )
-from wafaa.api.base import ClientScopedAPIView
 
 CLIENT_PREFIX = "api/v1/clients/<int:client_id>"
 
@@ -385,5 +385,5 @@ def test_every_client_scoped_view_is_a_client_scoped_api_view():
     )
     assert not not_scoped, (
         "Views under /api/v1/clients/<client_id>/ must subclass "
-        f"wafaa.api.base.ClientScopedAPIView, which checks the credential: {not_scoped}"
+        f"tenants.api.base.ClientScopedAPIView, which checks the credential: {not_scoped}"
     )

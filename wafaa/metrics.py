@@ -13,7 +13,17 @@ WEBHOOK_EVENTS = Counter(
     [
         "channel",
         "result",
-    ],  # accepted, duplicate, bad_signature, unknown_account, malformed, inactive
+    ],  # stored (web), accepted, duplicate (drain), bad_signature, unknown_account, malformed, inactive
+)
+INBOX_EVENTS = Counter(
+    "wafaa_inbox_events_total",
+    "Inbox events drained, by result (done, retry, parked)",
+    ["result"],
+)
+INBOX_PENDING = Gauge(
+    "wafaa_inbox_pending",
+    "Inbox events waiting to be drained (sampled by the sweep)",
+    multiprocess_mode="max",
 )
 MESSAGES = Counter(
     "wafaa_messages_total",
@@ -176,4 +186,10 @@ HANDOFFS_WAITING = Gauge(
 )
 DOCUMENTS_FAILED = Counter(
     "wafaa_documents_failed_total", "Documents whose ingestion failed, by reason", ["reason"]
+)
+
+INBOX_OLDEST_PENDING = Gauge(
+    "wafaa_inbox_oldest_pending_seconds",
+    "Age of the oldest webhook event waiting in the inbox (sampled by the inbox sweep)",
+    multiprocess_mode="max",
 )

@@ -69,11 +69,18 @@ class PublicSchemaMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        connection.set_schema_to_public()
+        _to_public()
         try:
             return self.get_response(request)
         finally:
-            connection.set_schema_to_public()
+            _to_public()
+
+
+def _to_public() -> None:
+    # Only when another schema is selected: switching always forgets the search_path that
+    # is set, so every request would pay one more `SET search_path` round trip.
+    if connection.schema_name != "public":
+        connection.set_schema_to_public()
 
 
 class NulCharacterMiddleware:

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from channels_app.models import ChannelAccount
-from tenants.api.serializers import StrictInputSerializer
+from wafaa.api.serializers import StrictInputSerializer
 
 
 class ChannelAccountOutputSerializer(serializers.ModelSerializer):

@@ -11,8 +11,8 @@ from channels_app import selectors, services
 from channels_app.api import serializers as s
 from channels_app.checks import channel_account_check
 from channels_app.templates import whatsapp_template_list
+from tenants.api.base import ClientScopedAPIView
 from tenants.models import Membership
-from wafaa.api.base import ClientScopedAPIView
 
 
 class ChannelAccountListCreateApi(ClientScopedAPIView):

@@ -1,8 +1,8 @@
 from rest_framework import serializers
 
 from conversations.models import Contact, Conversation, ConversationEvent, Message
-from tenants.api.serializers import StrictInputSerializer
 from tenants.models import DailyUsage
+from wafaa.api.serializers import StrictInputSerializer
 
 
 class ContactOutputSerializer(serializers.ModelSerializer):

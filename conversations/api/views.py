@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from conversations import agent_outbound, evaluation, handoff, selectors
 from conversations.api import serializers as s
-from wafaa.api.base import ClientScopedAPIView
+from tenants.api.base import ClientScopedAPIView
 from wafaa.api.parsers import SafeJSONParser
 
 

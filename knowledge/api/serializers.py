@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from knowledge.models import Document
-from tenants.api.serializers import StrictInputSerializer
+from wafaa.api.serializers import StrictInputSerializer
 
 
 class DocumentUploadInputSerializer(StrictInputSerializer):

@@ -17,8 +17,8 @@ from rest_framework.response import Response
 from knowledge import selectors, services
 from knowledge.api import serializers as s
 from knowledge.models import Document
+from tenants.api.base import ClientScopedAPIView
 from tenants.models import Membership
-from wafaa.api.base import ClientScopedAPIView
 from wafaa.api.parsers import SafeJSONParser
 
 

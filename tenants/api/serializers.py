@@ -4,19 +4,7 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from tenants.models import APIKey, Client, Invitation, Membership, validate_callback_url
-
-
-class StrictInputSerializer(serializers.Serializer):
-    """Rejects fields it does not know, so a typo is an error and not a silent no-op."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = set(data) - set(self.fields)
-            if unknown:
-                raise serializers.ValidationError(
-                    {field: ["Unknown field."] for field in sorted(unknown)}
-                )
-        return super().to_internal_value(data)
+from wafaa.api.serializers import StrictInputSerializer
 
 
 class RegisterInputSerializer(StrictInputSerializer):

@@ -19,8 +19,8 @@ from rest_framework_simplejwt.views import TokenBlacklistView, TokenRefreshView
 
 from tenants import accounts, login_throttle, selectors, services
 from tenants.api import serializers as s
+from tenants.api.base import ClientScopedAPIView
 from tenants.models import Client, Membership
-from wafaa.api.base import ClientScopedAPIView
 from wafaa.api.pagination import StandardPagination
 from wafaa.clientip import client_ip
 from wafaa.errors import PermissionDeniedError, RateLimitedError

@@ -16,6 +16,7 @@ from tests.factories import (
     WA_PHONE_ID,
     WA_PHONE_ID_2,
     ChannelAccountFactory,
+    drain_inbox,
     fixture_bytes,
     post_webhook,
     wa_text_payload,
@@ -68,7 +69,8 @@ def test_verify_handshake_refuses_a_wrong_token_or_mode(client, wa_account, para
 def test_signed_text_is_stored_with_contact_and_conversation(client, wa_account, tenant_a):
     response = post_webhook(client, WA_URL, fixture_bytes("wa_text"))
     assert response.status_code == 200
-    assert response.json()["accepted"] == 1
+    assert response.json() == {"received": True, "stored": 1}
+    assert response.drained.accepted == 1
     [message] = _messages(tenant_a)
     assert message.direction == "in" and message.type == "text" and message.text
     assert message.status == Message.Status.RECEIVED
@@ -134,17 +136,38 @@ def test_contact_is_keyed_by_user_id_when_present(client, wa_account, tenant_a):
     assert contact.wa_id == ""
 
 
+def _post_undrained(http, body):
+    # The test drains the inbox itself, inside its captures.
+    headers = {"HTTP_X_HUB_SIGNATURE_256": sign_body(body, APP_SECRET)}
+    return http.post(WA_URL, data=body, content_type="application/json", **headers)
+
+
 def test_redelivered_webhook_is_stored_once_and_enqueued_once(
     client, wa_account, tenant_a, django_capture_on_commit_callbacks
 ):
     body = fixture_bytes("wa_text")
+    assert _post_undrained(client, body).status_code == 200
     with django_capture_on_commit_callbacks() as first:
-        assert post_webhook(client, WA_URL, body).json()["accepted"] == 1
+        assert drain_inbox().accepted == 1
+    assert _post_undrained(client, body).status_code == 200
     with django_capture_on_commit_callbacks() as second:
-        response = post_webhook(client, WA_URL, body)
-    assert response.json() == {"accepted": 0, "duplicates": 1, "statuses": 0}
+        result = drain_inbox()
+    assert (result.accepted, result.duplicates, result.statuses) == (0, 1, 0)
     assert len(_messages(tenant_a)) == 1
-    assert len(first) == 1 and len(second) == 0
+    assert len(first) == 1 and len(second) == 0  # one reply task, enqueued once
+
+
+def test_a_redelivery_before_any_drain_is_stored_once(
+    client, wa_account, tenant_a, django_capture_on_commit_callbacks
+):
+    body = fixture_bytes("wa_text")
+    assert _post_undrained(client, body).status_code == 200
+    assert _post_undrained(client, body).status_code == 200
+    with django_capture_on_commit_callbacks() as callbacks:
+        result = drain_inbox()
+    assert (result.events, result.accepted, result.duplicates) == (2, 1, 1)
+    assert len(_messages(tenant_a)) == 1
+    assert len(callbacks) == 1
 
 
 PLATFORM_SECRET = "the-platform-app-secret-0001"
@@ -309,7 +332,7 @@ def test_failed_overrides_sent_but_not_delivered(client, wa_account, tenant_a):
 def test_each_status_fixture_is_applied(client, wa_account, tenant_a, name):
     status = json.loads(fixture_bytes(name))["entry"][0]["changes"][0]["value"]["statuses"][0]
     message = _outbound(tenant_a, status["id"], status="queued")
-    assert post_webhook(client, WA_URL, fixture_bytes(name)).json()["statuses"] == 1
+    assert post_webhook(client, WA_URL, fixture_bytes(name)).drained.statuses == 1
     with inside(tenant_a):
         message.refresh_from_db()
     assert message.status == status["status"]
@@ -366,3 +389,22 @@ def test_both_app_level_url_forms_store_a_post(client, wa_account, tenant_a, set
     response = post_webhook(client, url, fixture_bytes("wa_text"), secret=PLATFORM_SECRET)
     assert response.status_code == 200
     assert [m.type for m in _messages(tenant_a)] == ["text"]
+
+
+def test_a_changed_app_secret_counts_at_once_in_this_process(client, wa_account, tenant_a):
+    # The routing table is cached per process; a save of the account forgets it.
+    assert post_webhook(client, WA_URL, fixture_bytes("wa_text")).status_code == 200
+    wa_account.app_secret = "the-rotated-app-secret"
+    wa_account.save(update_fields=["app_secret"])
+
+    old = post_webhook(client, WA_URL, wa_text_payload(message_id="wamid.OLD", text="x"))
+    new = post_webhook(
+        client,
+        WA_URL,
+        wa_text_payload(message_id="wamid.NEW", text="y"),
+        secret="the-rotated-app-secret",
+    )
+
+    assert (old.status_code, new.status_code) == (401, 200)
+    assert "wamid.OLD" not in [m.external_id for m in _messages(tenant_a)]
+    assert "wamid.NEW" in [m.external_id for m in _messages(tenant_a)]

@@ -83,8 +83,8 @@ def test_a_quiet_client_has_nothing_waiting(in_tenant_b):
 
 def test_final_send_failures_and_failed_deliveries_are_counted(in_tenant_a):
     from channels_app.providers import StatusUpdate
+    from conversations.inbound import message_statuses_apply
     from conversations.outbound import message_send_fail
-    from conversations.services import message_status_apply
 
     conversation = _conversation(20)
     reply = Message.objects.create(
@@ -110,15 +110,17 @@ def test_final_send_failures_and_failed_deliveries_are_counted(in_tenant_a):
     )
     statuses = metrics.DELIVERY_STATUSES.labels(channel="whatsapp", status="failed")
     before = statuses._value.get()
-    message_status_apply(
-        update=StatusUpdate(
-            channel="whatsapp",
-            account_external_id="1",
-            external_id=other.external_id,
-            status="failed",
-            recipient=None,
-            timestamp=timezone.now(),
-            errors=[{"code": 131026}],
-        )
+    message_statuses_apply(
+        updates=[
+            StatusUpdate(
+                channel="whatsapp",
+                account_external_id="1",
+                external_id=other.external_id,
+                status="failed",
+                recipient=None,
+                timestamp=timezone.now(),
+                errors=[{"code": 131026}],
+            )
+        ]
     )
     assert statuses._value.get() == before + 1

@@ -87,7 +87,7 @@ def test_webhook_counter_is_aggregated_across_two_gunicorn_workers(
 
         redis.Redis.from_url(broker).flushdb()
     match = re.search(
-        r'^wafaa_webhook_events_total\{channel="whatsapp",result="accepted"\} ([\d.]+)$', text, re.M
+        r'^wafaa_webhook_events_total\{channel="whatsapp",result="stored"\} ([\d.]+)$', text, re.M
     )
     assert match and float(match.group(1)) == 30.0
     assert len(pids) >= 2  # both workers counted, and /metrics summed them

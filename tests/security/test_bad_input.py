@@ -81,6 +81,7 @@ BODYLESS = {
     ("POST", "clients/{client_id}/conversations/{conversation_id}/resume"),
     ("POST", "clients/{client_id}/conversations/{conversation_id}/close"),
     ("POST", "clients/{client_id}/callback-secret"),
+    ("POST", "clients/{client_id}/channels/{channel_id}/check"),
     ("POST", "clients/{client_id}/knowledge/documents/{doc_id}/reindex"),
     ("POST", "auth/invitations/{invitation_id}/accept"),
     ("POST", "clients/{client_id}/channels/{channel_id}/check"),

@@ -21,7 +21,7 @@ class Command(BaseCommand):
 
         template_prepare(verbosity=max(0, verbosity - 1))
         if options["demo"]:
-            from wafaa.demo import demo_ensure
+            from backoffice.demo import demo_ensure
 
             for line in demo_ensure():
                 self.stdout.write(line)
