@@ -62,7 +62,9 @@ def test_a_long_task_keeps_its_broker_lease_while_it_runs(redis_client, settings
 
     key = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "") + "unacked_index"
     tag = "test-delivery-tag-lease"
-    redis_client.zadd(key, {tag: 1000.0})  # delivered long ago: due to be handed out again
+    # Delivered a while ago, but inside the visibility timeout: the session's live workers scan
+    # for older deliveries every few seconds and would hand out (remove) an ancient one.
+    redis_client.zadd(key, {tag: time.time() - 30})
     task = types.SimpleNamespace(
         request=types.SimpleNamespace(is_eager=False, delivery_info={"delivery_tag": tag})
     )
