@@ -2,7 +2,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DJANGO_SETTINGS_MODULE=config.settings
 WORKDIR /app
 COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+# Every package, transitive ones included, pinned with its hashes (make lock).
+RUN pip install --no-cache-dir --require-hashes -r requirements.txt
 COPY . .
 # Admin and API-docs assets, compressed, served by the app (whitenoise).
 RUN python manage.py collectstatic --noinput

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: chaos run test lint alerts drill format venv services services-stop bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-otel.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $(STAMP)
@@ -45,6 +45,14 @@ alerts: venv
 # (installs Debian's prometheus, prometheus-alertmanager and caddy when missing).
 drill: services
 	@PYTHON=$(PY) scripts/drill.sh
+
+# Dependencies: edit requirements*.in (the packages we chose, pinned), then `make lock` compiles
+# requirements*.txt with every transitive dependency and its hashes (pip checks them).
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+lock: venv
+	@$(PIP_COMPILE) requirements.in -o requirements.txt
+	@$(PIP_COMPILE) -c requirements.txt requirements-otel.in -o requirements-otel.txt
+	@$(PIP_COMPILE) -c requirements.txt requirements-dev.in -o requirements-dev.txt
 
 format: venv
 	@$(VENV)/bin/ruff check --fix .

@@ -39,7 +39,7 @@ from conversations import notifications
 from conversations.kinds import inbound_receive
 from conversations.models import Message
 from tenants.models import Client
-from wafaa import context, metrics
+from wafaa import context, metrics, otel
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,10 @@ def inbox_drain(*, client_id: int, max_batches: int | None = None) -> DrainResul
     if client is None:
         return total
     for _ in range(max_batches or settings.INBOX_MAX_BATCHES_PER_DRAIN):
-        with schema_context(get_public_schema_name()):  # the caller's schema comes back after
+        with (
+            schema_context(get_public_schema_name()),  # the caller's schema comes back after
+            otel.stage("inbox"),
+        ):
             result = inbox_drain_batch(client=client)
         total.add(result)
         if result.events < settings.INBOX_BATCH_SIZE:
