@@ -9,6 +9,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django_tenants.utils import schema_context
 
 from channels_app import graph
 from conversations import (
@@ -91,8 +92,13 @@ def handle_inbound_task(self, message_id):
         countdown = backoff_delay(retries, base=2.0, cap=settings.CELERY_MAX_COUNTDOWN)
         raise self.retry(exc=exc, countdown=countdown) from None
     finally:
-        for waiting_id in fairness.slot_release(slot):
-            handle_inbound_task.delay(waiting_id)
+        waiting = fairness.slot_release(slot)
+        if waiting:
+            # Sent for the slot's own client, whatever schema the connection is in now (a
+            # database failure may have reset it to public).
+            with schema_context(slot.schema):
+                for waiting_id in waiting:
+                    handle_inbound_task.delay(waiting_id)
 
 
 @shared_task(

@@ -80,6 +80,18 @@ class WafaaTask(TenantTask):
     abstract = True
     requires_client = False
 
+    def retry(self, *args, **kwargs):
+        """A retry runs in the schema its task was sent for, whatever the connection says now
+        (after a database failure before the task switched schema, it still says public)."""
+        from tenant_schemas_celery.app import get_schema_name_from_task
+
+        schema = get_schema_name_from_task(self, {})
+        if schema:
+            headers = dict(kwargs.get("headers") or {})
+            headers.setdefault("_schema_name", schema)
+            kwargs["headers"] = headers
+        return super().retry(*args, **kwargs)
+
     def apply_async(self, args=None, kwargs=None, **options):
         headers = dict(options.get("headers") or {})
         headers.setdefault("trace_id", context.current_trace_id())
