@@ -97,6 +97,15 @@ class WafaaTask(TenantTask):
         headers.setdefault("trace_id", context.current_trace_id())
         headers.setdefault("request_id", context.current_request_id())
         options["headers"] = headers
+        public = connection.schema_name == "public" and "_schema_name" not in headers
+        if self.requires_client and public:
+            # The worker will refuse it (ClientRequiredError): name the sender here, where the
+            # mistake is, with its stack.
+            logger.error(
+                "client task sent from the public schema",
+                extra={"task": self.name},
+                stack_info=True,
+            )
         # What Celery shows of the arguments (worker log lines, events, `inspect`, Flower):
         # tasks take ids, and anything else in them is masked (wafaa.logging.mask_repr).
         options.setdefault("argsrepr", mask_repr(saferepr(tuple(args or ()))))

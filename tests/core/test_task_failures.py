@@ -49,3 +49,23 @@ def test_a_task_on_a_dead_database_connection_is_retried_then_fails(eager_tasks)
         database_gone_probe.apply(retries=DATABASE_MAX_RETRIES)
     assert _runs == [0, DATABASE_MAX_RETRIES]
     assert _count("tests.database_gone_probe", "failed") == failed + 1
+
+
+def test_a_client_task_sent_from_public_is_named_at_the_sender(db, eager_tasks, caplog):
+    """Before the worker refuses it, the sender logs the mistake with its own stack."""
+    import contextlib
+    import logging
+
+    from django.db import connection
+
+    assert connection.schema_name == "public"
+    with (
+        caplog.at_level(logging.ERROR, logger="wafaa.tasks"),
+        contextlib.suppress(ClientRequiredError),  # then refused when run (eager here)
+    ):
+        client_probe.delay()
+    [record] = [
+        r for r in caplog.records if r.getMessage() == "client task sent from the public schema"
+    ]
+    assert record.task == "tests.client_probe"
+    assert "test_a_client_task_sent_from_public_is_named_at_the_sender" in record.stack_info
