@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import socket
 import uuid
 
 import pytest
@@ -55,18 +54,6 @@ def servers():
         receiver.stop()
 
 
-def _machine_name_resolving_to_a_private_address() -> str:
-    """This machine's own name, which /etc/hosts maps to a loopback or private address."""
-    name = socket.gethostname()
-    try:
-        addresses = netguard.resolve_host(name, 443)
-    except OSError:
-        pytest.skip("this machine's name does not resolve")
-    if not addresses or all(netguard.address_is_public(a) for a in addresses):
-        pytest.skip("this machine's name resolves to a public address")
-    return name
-
-
 # id -> (server host or None, URL template, allow-list in force, what the refusal says)
 # {netloc} is the server's host:port, {port} its port. "default" keeps the test settings'
 # allow-list (127.0.0.1/32): the attack must fail even though that server is allowed.
@@ -85,7 +72,6 @@ ATTACKS = {
     ),
     "decimal-127.0.0.1": ("127.0.0.1", "https://2130706433:{port}/hook", [], "not public"),
     "ipv4-mapped-ipv6": ("127.0.0.1", "https://[::ffff:127.0.0.1]:{port}/hook", [], "not public"),
-    "private-name": ("127.0.0.1", "https://{machine}:{port}/hook", [], "not public"),
     "loopback-127.0.0.2": ("127.0.0.2", "https://127.0.0.2:{port}/hook", "default", "not public"),
 }
 
@@ -96,8 +82,9 @@ def attack(request, servers, settings):
     if allowed != "default":
         settings.OUTBOUND_ALLOWED_NETWORKS = allowed
     server = servers(host) if host else None
-    machine = _machine_name_resolving_to_a_private_address() if "{machine}" in template else ""
-    url = template.format(port=server.port if server else 443, machine=machine)
+    # (A name whose addresses are private is refused the same way: see
+    # test_a_name_with_any_non_public_address_is_refused, with a resolver of the test's own.)
+    url = template.format(port=server.port if server else 443)
     return url, server, says
 
 
