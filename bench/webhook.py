@@ -122,41 +122,6 @@ def write_bodies(path: Path, bodies: list[tuple[bytes, str]]) -> None:
     path.write_text("\n".join(f"{sig}\t{body.decode()}" for body, sig in bodies) + "\n")
 
 
-def status_body(phone_number_id: str, wamid: str, status: str, recipient: str) -> bytes:
-    import json
-    import time
-
-    payload = {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "0",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": "",
-                                "phone_number_id": phone_number_id,
-                            },
-                            "statuses": [
-                                {
-                                    "id": wamid,
-                                    "status": status,
-                                    "timestamp": str(int(time.time())),
-                                    "recipient_id": recipient,
-                                }
-                            ],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-    return json.dumps(payload).encode()
-
-
 def outbound_messages(client, account, count: int, run_id: str) -> list[str]:
     """`count` sent replies in the client's schema, as the sender leaves them."""
     from django_tenants.utils import tenant_context
@@ -239,7 +204,7 @@ def main() -> int:
     from channels_app.models import ChannelAccount, InboxEvent
     from channels_app.providers import sign_body
     from config.celery import app
-    from conversations.management.commands.simulate_message import webhook_body
+    from conversations.management.commands.simulate_message import status_webhook_body, webhook_body
 
     broker = settings.REDIS_URL.rsplit("/", 1)[0] + "/3"  # tasks go here, then flushed
     app.conf.broker_url = broker  # the drain here enqueues replies there too
@@ -276,7 +241,12 @@ def main() -> int:
         (body, sign_body(body, account.app_secret))
         for wamid in outbound
         for body in [
-            status_body(account.external_id, wamid, status, "15559990001")
+            status_webhook_body(
+                phone_number_id=account.external_id,
+                message_id=wamid,
+                status=status,
+                recipient="15559990001",
+            )
             for status in ("sent", "delivered", "read")
         ]
     ]

@@ -24,9 +24,8 @@ from conversations.models import Message
 from tenants.models import Client
 
 
-def webhook_body(
-    *, phone_number_id: str, wa_id: str, name: str, message_id: str, text: str
-) -> bytes:
+def _envelope(phone_number_id: str, **value) -> bytes:
+    """A WhatsApp Cloud API webhook body: one entry, one `messages` change holding `value`."""
     payload = {
         "object": "whatsapp_business_account",
         "entry": [
@@ -41,16 +40,7 @@ def webhook_body(
                                 "display_phone_number": "",
                                 "phone_number_id": phone_number_id,
                             },
-                            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
-                            "messages": [
-                                {
-                                    "from": wa_id,
-                                    "id": message_id,
-                                    "timestamp": str(int(time.time())),
-                                    "type": "text",
-                                    "text": {"body": text},
-                                }
-                            ],
+                            **value,
                         },
                     }
                 ],
@@ -58,6 +48,42 @@ def webhook_body(
         ],
     }
     return json.dumps(payload).encode()
+
+
+def webhook_body(
+    *, phone_number_id: str, wa_id: str, name: str, message_id: str, text: str
+) -> bytes:
+    """A customer's text message, as Meta sends it."""
+    return _envelope(
+        phone_number_id,
+        contacts=[{"profile": {"name": name}, "wa_id": wa_id}],
+        messages=[
+            {
+                "from": wa_id,
+                "id": message_id,
+                "timestamp": str(int(time.time())),
+                "type": "text",
+                "text": {"body": text},
+            }
+        ],
+    )
+
+
+def status_webhook_body(
+    *, phone_number_id: str, message_id: str, status: str, recipient: str
+) -> bytes:
+    """Meta's delivery status (sent, delivered, read, failed) of one of our messages."""
+    return _envelope(
+        phone_number_id,
+        statuses=[
+            {
+                "id": message_id,
+                "status": status,
+                "timestamp": str(int(time.time())),
+                "recipient_id": recipient,
+            }
+        ],
+    )
 
 
 class Command(BaseCommand):
