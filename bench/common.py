@@ -29,6 +29,23 @@ def setup_django(settings_module: str = "config.settings") -> None:
     django.setup()
 
 
+def setup_reply_bench() -> str:
+    """Django for a reply-path bench: the bench's own broker database (4), so no other
+    process takes its tasks, and the hashing embedder (the benches measure the pipeline, not
+    the embedding model)."""
+    setup_django()
+    from django.conf import settings
+
+    from config.celery import app
+
+    broker = settings.REDIS_URL.rsplit("/", 1)[0] + "/4"
+    os.environ["CELERY_BROKER_URL"] = broker
+    app.conf.broker_url = broker
+    os.environ["EMBEDDING_BACKEND"] = "hashing"
+    settings.EMBEDDING_BACKEND = "hashing"
+    return broker
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

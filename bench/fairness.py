@@ -32,7 +32,7 @@ from bench.common import (
     child_env,
     free_port,
     load_average,
-    setup_django,
+    setup_reply_bench,
     start_gunicorn,
     start_worker,
     summary_ms,
@@ -51,14 +51,8 @@ def main() -> int:
     parser.add_argument("--name", default="fairness")
     options = parser.parse_args()
 
-    setup_django()
-    from django.conf import settings
+    broker = setup_reply_bench()
 
-    broker = settings.REDIS_URL.rsplit("/", 1)[0] + "/4"
-    os.environ["CELERY_BROKER_URL"] = broker
-    from config.celery import app
-
-    app.conf.broker_url = broker
     import requests
     from django_tenants.utils import tenant_context
 
@@ -73,8 +67,6 @@ def main() -> int:
     from tests.fakes.openai_server import FakeOpenAI
     from wafaa.redis import get_redis
 
-    os.environ["EMBEDDING_BACKEND"] = "hashing"
-    settings.EMBEDDING_BACKEND = "hashing"
     clients, accounts = {}, {}
     for name, cap, phone in (("a", options.cap_a, "199999999999101"), ("b", 20, "199999999999102")):
         client = bench_client(f"bench-fair-{name}")

@@ -40,7 +40,7 @@ from bench.common import (
     free_port,
     load_average,
     process_tree_rss_mb,
-    setup_django,
+    setup_reply_bench,
     start_gunicorn,
     start_worker,
     summary_ms,
@@ -68,19 +68,14 @@ def main() -> int:
     legacy = options.pool == "prefork" and not options.reply_workers
     concurrency = options.concurrency or (2 if options.pool == "prefork" else 100)
 
-    setup_django()
-    from django.conf import settings
+    broker = setup_reply_bench()
 
-    broker = settings.REDIS_URL.rsplit("/", 1)[0] + "/4"
-    os.environ["CELERY_BROKER_URL"] = broker
-    from config.celery import app
-
-    app.conf.broker_url = broker
     import requests
     from django_tenants.utils import tenant_context
 
     from channels_app.models import ChannelAccount
     from channels_app.providers import sign_body
+    from config.celery import app
     from conversations.management.commands.simulate_message import webhook_body
     from knowledge.models import Document
     from tests.conversations.helpers import add_faq_knowledge
@@ -88,8 +83,6 @@ def main() -> int:
     from tests.fakes.openai_server import FakeOpenAI
     from wafaa.redis import get_redis
 
-    os.environ["EMBEDDING_BACKEND"] = "hashing"
-    settings.EMBEDDING_BACKEND = "hashing"
     client = bench_client("bench-pipeline")
     # One client sends everything here: its plan allows all of the worker (fairness between
     # clients is bench/fairness.py's subject).
