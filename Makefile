@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: chaos run test lint alerts drill format venv services services-stop bench clean
+.PHONY: chaos run test test-browser screenshots lint alerts drill format venv services services-stop bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-otel.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,21 @@ run: services
 test: venv
 	@$(PY) scripts/devservices.py start --fast
 	@WAFAA_TESTING=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser tests (tests_browser/): Playwright driving Debian's chromium (installed when
+# missing) through a real server with workers, the fake Graph API and a database of their own.
+# Playwright comes from requirements-browser.txt, installed here only: `make test` needs no
+# browser. `make screenshots` writes docs/screenshots/inbox-*.png the same way.
+BROWSER_STAMP := $(VENV)/.browser-installed
+$(BROWSER_STAMP): requirements-browser.txt $(STAMP)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-browser.txt
+	@touch $(BROWSER_STAMP)
+
+test-browser: $(BROWSER_STAMP)
+	@PYTHON=$(PY) scripts/test_browser.sh $(PYTEST_ARGS)
+
+screenshots: $(BROWSER_STAMP)
+	@PYTHON=$(PY) scripts/test_browser.sh --screenshots
 
 # The fault suite (bench/chaos.py): real processes and servers of its own, faults injected,
 # 0 lost and 0 duplicated replies asserted; figures in bench/results/chaos.json.
@@ -53,6 +68,7 @@ lock: venv
 	@$(PIP_COMPILE) requirements.in -o requirements.txt
 	@$(PIP_COMPILE) -c requirements.txt requirements-otel.in -o requirements-otel.txt
 	@$(PIP_COMPILE) -c requirements.txt requirements-dev.in -o requirements-dev.txt
+	@$(PIP_COMPILE) -c requirements-dev.txt requirements-browser.in -o requirements-browser.txt
 
 format: venv
 	@$(VENV)/bin/ruff check --fix .

@@ -1,0 +1,86 @@
+"""Fixtures of the browser tests: one real Wafaa (tests_browser/harness.py) and one headless
+Chromium (Debian's package, driven by Playwright) for the whole session; a fresh browser
+context (cookies, viewport, language) for each test.
+
+Run with `make test-browser` (installs Chromium and Playwright when missing); `make test`
+never collects this directory (pyproject's testpaths).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests_browser.harness import Harness  # noqa: E402 - after the path set-up
+
+# Playwright's sync API keeps an asyncio loop running in this thread, which Django's ORM takes
+# for an async context; the tests' ORM reads are plain synchronous code (Django's documented
+# switch for this case). Only this process: the harness does not pass it to the server.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Headless, and nothing that would reach out to Google's services (the network is closed).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="session")
+def harness():
+    running = Harness().start()
+    print(f"\nharness: Wafaa on {running.base_url}, ready in {running.started_in:.1f} s")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def new_page(browser, harness):
+    """Pages in fresh contexts (no cookies shared): `new_page()` or
+    `new_page(viewport=PHONE)`. Every context is closed after the test."""
+    contexts = []
+
+    def make(viewport=DESKTOP, locale="en-US"):
+        context = browser.new_context(base_url=harness.base_url, viewport=viewport, locale=locale)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()
