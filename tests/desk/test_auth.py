@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from django.test import Client as HttpClient
 
 from tests.desk.conftest import sign_in
