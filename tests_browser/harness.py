@@ -333,3 +333,21 @@ class Harness:
 
         with tenant_context(Client.objects.get(pk=tenant.client_id)):
             return Message.objects.select_related("conversation").get(pk=message_id)
+
+    def conversation(self, tenant: Tenant, conversation_id: int):
+        from django_tenants.utils import tenant_context
+
+        from conversations.models import Conversation
+        from tenants.models import Client
+
+        with tenant_context(Client.objects.get(pk=tenant.client_id)):
+            return Conversation.objects.get(pk=conversation_id)
+
+    def conversation_count(self, tenant: Tenant) -> int:
+        from django_tenants.utils import tenant_context
+
+        from conversations.models import Conversation
+        from tenants.models import Client
+
+        with tenant_context(Client.objects.get(pk=tenant.client_id)):
+            return Conversation.objects.count()
