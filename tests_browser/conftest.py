@@ -9,35 +9,15 @@ never collects this directory (pyproject's testpaths).
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests_browser.harness import Harness  # noqa: E402 - after the path set-up
+from tests_browser.harness import DESKTOP, Harness, launch_chromium
 
 # Playwright's sync API keeps an asyncio loop running in this thread, which Django's ORM takes
 # for an async context; the tests' ORM reads are plain synchronous code (Django's documented
 # switch for this case). Only this process: the harness does not pass it to the server.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-# Headless, and nothing that would reach out to Google's services (the network is closed).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +35,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+        chromium = launch_chromium(playwright)
         try:
             yield chromium
         finally:

@@ -35,6 +35,19 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run" / "browser"
 PASSWORD = "browser-Test-pass-8071"  # a test fixture's password, for users made here only
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # Debian's package
+# Headless, and nothing that would reach out to Google's services (the network is closed).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 
 # The processes' settings: development defaults, with short timers so a reply goes out at once.
 STACK_ENV = {
@@ -61,6 +74,11 @@ class Tenant:
     owner_email: str
     agent_email: str
     client_id: int = 0
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium through Playwright (never a browser Playwright downloads)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
 
 def free_port() -> int:

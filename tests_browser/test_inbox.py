@@ -9,8 +9,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests_browser.conftest import PHONE
-from tests_browser.harness import PASSWORD, wait_until
+from tests_browser.harness import PASSWORD, PHONE, wait_until
 
 LIVE = 15_000  # ms: the list and the conversation refresh every ~2 s without a reload
 
