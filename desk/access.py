@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django_tenants.utils import tenant_context
 
+from tenants import selectors
 from tenants.api.base import ROLE_RANK, STAFF_RANK, role_rank_for
 from tenants.models import Client, Membership
 
@@ -39,7 +40,7 @@ def client_view(required_role: str = Membership.Role.AGENT):
         def wrapped(request, slug, *args, **kwargs):
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path(), reverse("desk:login"))
-            client = Client.objects.filter(slug=slug).first()
+            client = selectors.client_get_by_slug_cached(slug=slug)
             rank = role_rank_for(request.user, client) if client else None
             if client is None or rank is None:
                 return not_found(request)

@@ -43,3 +43,35 @@ def agent(member):
 @pytest.fixture
 def as_agent(agent):
     return sign_in(agent)
+
+
+@pytest.fixture
+def shop(tenant_a, fake_graph, settings):
+    """Client A's WhatsApp account (its own WABA id, so no template list is cached for it)."""
+    import uuid
+
+    from tests.factories import ChannelAccountFactory
+
+    settings.SAME_CUSTOMER_SPACING_MS = 0
+    return ChannelAccountFactory(client=tenant_a, business_account_id=f"waba-{uuid.uuid4().hex}")
+
+
+def receive(account, text="Hello there", **fields):
+    """A customer's message stored as the webhook drain would (inside the client's schema)."""
+    from conversations import services
+    from conversations.models import Message
+    from tests.conversations.helpers import inbound
+
+    message, _ = services.message_receive(account=account, inbound=inbound(text, **fields))
+    Message.objects.filter(pk=message.pk).update(status="answered")
+    return message
+
+
+@pytest.fixture
+def conversation(tenant_a, shop):
+    from conversations.models import Conversation
+    from tests.conftest import inside
+
+    with inside(tenant_a):
+        message = receive(shop)
+        return Conversation.objects.select_related("contact").get(pk=message.conversation_id)

@@ -14,6 +14,14 @@
     if (t) t.scrollTop = t.scrollHeight;
   }
 
+  // A poll redraws the transcript: stay at the newest message if the agent was there,
+  // else keep the place they were reading.
+  var transcriptPlace = null;
+  document.addEventListener("htmx:beforeSwap", function () {
+    var t = document.getElementById("transcript");
+    transcriptPlace = t ? { atEnd: t.scrollHeight - t.scrollTop - t.clientHeight < 40, top: t.scrollTop } : null;
+  });
+
   var lastCount = null;
   function watchHandoffs() {
     var badge = document.getElementById("handoff-count");
@@ -35,6 +43,14 @@
     var language = document.getElementById("language-select");
     if (language) language.addEventListener("change", function () { language.form.submit(); });
 
+    // Filters apply as soon as one is chosen (the search box on Enter).
+    var filters = document.getElementById("filter-form");
+    if (filters) {
+      filters.addEventListener("change", function (event) {
+        if (event.target.name !== "q") filters.submit();
+      });
+    }
+
     var enable = document.getElementById("notify-enable");
     if (enable && "Notification" in window) {
       if (Notification.permission === "default") enable.hidden = false;
@@ -46,9 +62,12 @@
     watchHandoffs();
   });
 
-  document.addEventListener("htmx:afterSettle", function (event) {
-    var target = event.detail && event.detail.target;
-    if (target && (target.id === "transcript" || target.closest("#transcript"))) scrollTranscript();
+  document.addEventListener("htmx:afterSettle", function () {
+    var t = document.getElementById("transcript");
+    if (t && transcriptPlace) {
+      if (transcriptPlace.atEnd) scrollTranscript(); else t.scrollTop = transcriptPlace.top;
+    }
+    transcriptPlace = null;
     watchHandoffs();
   });
   document.addEventListener("htmx:oobAfterSwap", watchHandoffs);

@@ -1,0 +1,76 @@
+"""Small display helpers for the inbox's templates (translated)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django import template
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+register = template.Library()
+
+# How each outbound status is shown: the tick marks and their spoken label.
+TICKS = {
+    "queued": ("🕓", lambda: _("Queued")),
+    "sent": ("✓", lambda: _("Sent")),
+    "delivered": ("✓✓", lambda: _("Delivered")),
+    "read": ("✓✓", lambda: _("Read")),
+    "failed": ("!", lambda: _("Not delivered")),
+    "not_sent": ("–", lambda: _("Draft not sent")),
+}
+
+
+@register.filter
+def duration(value: timedelta | None) -> str:
+    """'3 h 05 min', '12 min', 'less than a minute' ('' for None)."""
+    if value is None:
+        return ""
+    minutes = int(value.total_seconds() // 60)
+    if minutes < 1:
+        return _("less than a minute")
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return _("%(hours)s h %(minutes)02d min") % {"hours": hours, "minutes": minutes}
+    return ngettext("%(count)s min", "%(count)s min", minutes) % {"count": minutes}
+
+
+@register.filter
+def tick_marks(status: str) -> str:
+    return TICKS.get(status, ("", None))[0]
+
+
+@register.filter
+def tick_label(status: str) -> str:
+    label = TICKS.get(status, (None, None))[1]
+    return label() if label else status
+
+
+@register.filter
+def web_link(url: str) -> str:
+    """The URL when it is an http(s) link (media Meta serves), else '' (never javascript:)."""
+    return url if url and urlsplit(url).scheme in {"http", "https"} else ""
+
+
+@register.simple_tag
+def query_with(query: str, **changes) -> str:
+    """The filter query string with some parameters changed (pagination links)."""
+    from urllib.parse import parse_qsl, urlencode
+
+    values = dict(parse_qsl(query))
+    values.update({key: str(value) for key, value in changes.items() if value not in (None, "")})
+    return urlencode(values)
+
+
+@register.filter
+def window_left(conversation) -> timedelta | None:
+    from desk.selectors import window_left as left
+
+    return left(conversation)
+
+
+@register.filter
+def parameter_numbers(count) -> range:
+    """1..count, for a template's parameter inputs."""
+    return range(1, int(count or 0) + 1)
