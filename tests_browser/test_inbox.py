@@ -1,5 +1,6 @@
 """The agents' inbox in a real browser (issue 17), against the page contract of docs/inbox.md:
-an agent works a handed-off conversation from the live list to the hand-back, another client's
+an agent works a handed-off conversation from the live list to the hand-back and takes it over
+from the bot again, another client's
 agent cannot reach it, Arabic is laid out right to left, and a phone screen does not scroll
 sideways."""
 
@@ -72,19 +73,12 @@ def test_an_agent_takes_over_a_live_handoff_replies_and_hands_back(page, harness
     )
     assert_not_reloaded(page)
 
-    # Open it: the customer's message is in the transcript; take it over.
+    # Open it: the customer's message is in the transcript; the bot has stepped aside already.
     row.click()
     page.wait_for_url(f"**/inbox/{tenant.slug}/c/{conversation.pk}/")
     expect(
         page.locator('[data-direction="in"]', has_text="I want to talk to a human please")
     ).to_be_visible()
-    page.click("#take-over")
-    wait_until(
-        lambda: harness.conversation(tenant, conversation.pk).assigned_agent_email
-        == tenant.agent_email,
-        10,
-        "the conversation assigned to the agent",
-    )
 
     # Reply: it goes out through the outbound path to (the fake) Meta.
     reply = "Hello Layla, this is Sara from the shop. How can I help?"
@@ -118,18 +112,30 @@ def test_an_agent_takes_over_a_live_handoff_replies_and_hands_back(page, harness
     assert ticks.inner_html() != ticks_sent
     assert_not_reloaded(page)
 
-    # Hand back to the bot.
+    # Hand back to the bot: the list shows it with the bot again.
     page.click("#hand-back")
     wait_until(
         lambda: harness.conversation(tenant, conversation.pk).mode == "bot",
         10,
         "the conversation back with the bot",
     )
-    expect(page.locator("#take-over")).to_be_visible(timeout=LIVE)
     page.goto(f"/inbox/{tenant.slug}/")
     expect(page.locator(f'[data-conversation-id="{conversation.pk}"]')).to_have_attribute(
         "data-mode", "bot"
     )
+
+    # Take it over from the bot again: with a person, assigned to this agent.
+    page.locator(f'[data-conversation-id="{conversation.pk}"]').click()
+    page.wait_for_url(f"**/inbox/{tenant.slug}/c/{conversation.pk}/")
+    page.click("#take-over")
+    wait_until(
+        lambda: harness.conversation(tenant, conversation.pk).assigned_agent_email
+        == tenant.agent_email,
+        10,
+        "the conversation assigned to the agent",
+    )
+    assert harness.conversation(tenant, conversation.pk).mode == "handoff"
+    expect(page.locator("#hand-back")).to_be_enabled(timeout=LIVE)
 
 
 def test_an_agent_of_another_client_cannot_reach_the_conversation(new_page, harness):
