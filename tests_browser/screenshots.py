@@ -2,7 +2,7 @@
 through the same real server as the browser tests (tests_browser/harness.py).
 
 A few customers write to client A (two ask for a person, in English and in Arabic; two are
-answered by the bot); its agent takes one over and replies, and Meta's statuses mark the reply
+answered by the bot); its agent answers one, and Meta's statuses mark the reply
 delivered and read. Then the conversation list and the open conversation are shot at desktop
 (1280×800) and phone (390×844) width, in English and in Arabic, into
 docs/screenshots/inbox-<page>-<width>-<language>.png.
@@ -23,7 +23,6 @@ from tests_browser.harness import (
     ROOT,
     Harness,
     launch_chromium,
-    wait_until,
 )
 
 OUT = ROOT / "docs" / "screenshots"
@@ -40,6 +39,7 @@ def main() -> int:
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # see tests_browser/conftest.py
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=20_000)
     OUT.mkdir(parents=True, exist_ok=True)
     harness = Harness().start()
     written = []
@@ -64,9 +64,8 @@ def main() -> int:
             page.click("form:has(input[name=password]) button[type=submit]")
             page.wait_for_url(f"**/inbox/{tenant.slug}/")
 
-            # The agent takes Layla's conversation and answers; Meta reports it read.
+            # The agent answers Layla (waiting for a person); Meta reports the reply read.
             page.goto(f"/inbox/{tenant.slug}/c/{first.pk}/")
-            page.click("#take-over")
             page.fill("#reply-form textarea[name=text]", REPLY)
             page.click("#reply-send")
             bubble = page.locator('[data-direction="out"]', has_text=REPLY)
@@ -87,12 +86,7 @@ def main() -> int:
             for language in ("en", "ar"):
                 page.goto(pages["list"])
                 page.select_option("#language-form select[name=language]", language)
-                wait_until(
-                    lambda language=language: page.evaluate("document.documentElement.lang")
-                    == language,
-                    10,
-                    f"the page in {language}",
-                )
+                expect(page.locator("html")).to_have_attribute("lang", language)
                 for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
                     page.set_viewport_size(viewport)
                     for name, url in pages.items():
