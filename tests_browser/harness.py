@@ -361,11 +361,11 @@ class Harness:
         with tenant_context(Client.objects.get(pk=tenant.client_id)):
             return Conversation.objects.get(pk=conversation_id)
 
-    def conversation_count(self, tenant: Tenant) -> int:
+    def conversation_ids(self, tenant: Tenant) -> set[int]:
         from django_tenants.utils import tenant_context
 
         from conversations.models import Conversation
         from tenants.models import Client
 
         with tenant_context(Client.objects.get(pk=tenant.client_id)):
-            return Conversation.objects.count()
+            return set(Conversation.objects.values_list("pk", flat=True))

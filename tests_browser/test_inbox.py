@@ -15,6 +15,22 @@ from tests_browser.harness import PASSWORD, PHONE, wait_until
 LIVE = 15_000  # ms: the list and the conversation refresh every ~2 s without a reload
 
 
+WATCH_NOTIFICATIONS = """
+(() => {
+  const Native = window.Notification;
+  window.__notifications = [];
+  if (!Native) return;
+  class Watched extends Native {
+    constructor(title, options) {
+      super(title, options);
+      window.__notifications.push({title: title, body: (options || {}).body || ""});
+    }
+  }
+  window.Notification = Watched;
+})();
+"""
+
+
 def login(page, email: str, slug: str) -> None:
     page.goto("/inbox/login/")
     page.fill("input[name=username]", email)
@@ -56,6 +72,10 @@ def test_a_wrong_password_is_refused_on_the_form(page, harness):
 def test_an_agent_takes_over_a_live_handoff_replies_and_hands_back(page, harness):
     tenant = harness.tenants["a"]
     customer = harness.customer(1)
+    # The agent allowed notifications; the browser's Notification is watched (what it was
+    # asked to show is recorded, then shown as usual).
+    page.context.grant_permissions(["notifications"], origin=harness.base_url)
+    page.add_init_script(WATCH_NOTIFICATIONS)
     login(page, tenant.agent_email, tenant.slug)
     waiting_before = handoff_count(page)
     mark_page(page)
@@ -72,6 +92,7 @@ def test_an_agent_takes_over_a_live_handoff_replies_and_hands_back(page, harness
         re.compile(rf"^\s*{waiting_before + 1}\s*$"), timeout=LIVE
     )
     assert_not_reloaded(page)
+    wait_until(lambda: page.evaluate("window.__notifications.length") > 0, 5, "a notification")
 
     # Open it: the customer's message is in the transcript; the bot has stepped aside already.
     row.click()
@@ -140,15 +161,21 @@ def test_an_agent_takes_over_a_live_handoff_replies_and_hands_back(page, harness
 
 def test_an_agent_of_another_client_cannot_reach_the_conversation(new_page, harness):
     a, b = harness.tenants["a"], harness.tenants["b"]
+    # B has one conversation of its own (its first: id 1); A's is made after another one of
+    # A's, so its id is never 1 and cannot name B's own conversation inside B's inbox.
+    harness.send_text(b, wa_id=harness.customer(20), text="Hello from B", name="Bilal Client-B")
+    own = harness.conversation_of(b, harness.customer(20))
+    harness.send_text(a, wa_id=harness.customer(21), text="Hi", name="Another of A")
+    harness.conversation_of(a, harness.customer(21))
     customer = harness.customer(2)
     harness.send_text(a, wa_id=customer, text="Where is my order?", name="Omar Client-A")
     conversation = harness.conversation_of(a, customer)
-    # Client B has no conversation of that id of its own (its schema has none at all).
-    assert harness.conversation_count(b) == 0
+    assert conversation.pk not in harness.conversation_ids(b)
 
     page = new_page()
     login(page, b.agent_email, b.slug)
-    expect(page.locator("[data-conversation-id]")).to_have_count(0)
+    expect(page.locator(f'[data-conversation-id="{own.pk}"]')).to_contain_text("Bilal Client-B")
+    expect(page.locator("[data-conversation-id]")).to_have_count(1)
     expect(page.locator("body")).not_to_contain_text("Omar Client-A")
     for url in (
         f"/inbox/{a.slug}/c/{conversation.pk}/",  # A's conversation under A's URL
