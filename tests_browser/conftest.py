@@ -23,7 +23,8 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 @pytest.fixture(scope="session")
 def harness():
     running = Harness().start()
-    print(f"\nharness: Wafaa on {running.base_url}, ready in {running.started_in:.1f} s")
+    phases = ", ".join(f"{name} {at:.1f} s" for name, at in running.timings.items())
+    print(f"\nharness: Wafaa on {running.base_url}, ready in {running.started_in:.1f} s ({phases})")
     try:
         yield running
     finally:

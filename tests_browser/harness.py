@@ -140,6 +140,7 @@ class Harness:
         self.log_path = RUN_DIR / "stack.log"
         self._log = None
         self.started_in = 0.0
+        self.timings: dict[str, float] = {}  # seconds since start() began, by phase
 
     # -- life cycle --
 
@@ -148,6 +149,7 @@ class Harness:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         try:
             urls = devservices("start --fast")
+            self.timings["services"] = time.monotonic() - began
             from tests.fakes.graph_api import FakeGraphApi
 
             self.graph = FakeGraphApi().start()
@@ -175,6 +177,7 @@ class Harness:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
+            self.timings["bootstrap"] = time.monotonic() - began
             import django
 
             django.setup()
@@ -183,6 +186,7 @@ class Harness:
             get_redis().flushall()  # no task, login failure count or pause of an earlier run
             for tenant in self.tenants.values():
                 self._prepare(tenant)
+            self.timings["clients"] = time.monotonic() - began
             self._start_stack()
         except BaseException:
             self.stop()
