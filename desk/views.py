@@ -65,7 +65,7 @@ def _common(request, client) -> dict:
 # --- the list ---------------------------------------------------------------------------------
 
 
-def _list_context(request, client) -> dict:
+def _list_context(request, client, since: str) -> dict:
     filters = selectors.InboxFilters.from_query(request.GET)
     page = selectors.inbox_page(
         filters=filters, agent_email=_actor(request), page=request.GET.get("page")
@@ -77,7 +77,7 @@ def _list_context(request, client) -> dict:
         "filters": filters,
         "page": page,
         "filter_query": urlencode(filters.as_query()),
-        "poll_query": urlencode({**query, "since": selectors.inbox_stamp()}),
+        "poll_query": urlencode({**query, "since": since}),
     }
 
 
@@ -85,7 +85,8 @@ def _list_context(request, client) -> dict:
 @require_GET
 @client_view()
 def inbox_view(request, client):
-    context = {**_common(request, client), **_list_context(request, client)}
+    since = selectors.inbox_stamp()  # before anything is read: see _conversation_context
+    context = {**_common(request, client), **_list_context(request, client, since)}
     context["ad_sources"] = selectors.ad_sources()
     return render(request, "desk/inbox.html", context)
 
@@ -95,13 +96,14 @@ def inbox_view(request, client):
 @client_view()
 def inbox_list_fragment(request, client):
     """The list's poll: 204 when nothing changed since the stamp it was drawn from."""
-    if request.GET.get("since") == selectors.inbox_stamp():
+    since = selectors.inbox_stamp()
+    if request.GET.get("since") == since:
         return HttpResponse(status=204)
     context = {
         "client": client,
         "handoff_count": selectors.handoff_count(),
         "oob": True,
-        **_list_context(request, client),
+        **_list_context(request, client, since),
     }
     return render(request, "desk/_list.html", context)
 
@@ -109,14 +111,16 @@ def inbox_list_fragment(request, client):
 # --- one conversation -------------------------------------------------------------------------
 
 
-def _conversation_context(request, client, conversation: Conversation) -> dict:
+def _conversation_context(request, client, conversation: Conversation, since: str) -> dict:
+    """`since`, the poll's stamp, is taken before the conversation is read: a change committed
+    while the page is drawn then differs from it and comes with the next poll. Taken after,
+    it could already include a change the page does not show (a reply drawn `queued` whose
+    `sent` landed in between), and every poll would answer 204 until the minute turns."""
     return {
         "conversation": conversation,
         "entries": selectors.transcript(conversation),
         "window_left": selectors.window_left(conversation),
-        "poll_query": urlencode(
-            {"since": selectors.conversation_stamp(conversation_id=conversation.pk)}
-        ),
+        "poll_query": urlencode({"since": since}),
     }
 
 
@@ -138,10 +142,14 @@ def _templates(conversation: Conversation) -> tuple[list[dict], str]:
 @require_GET
 @client_view()
 def conversation_view(request, client, conversation_id):
+    since = selectors.conversation_stamp(conversation_id=conversation_id)
     conversation = conversation_selectors.conversation_get(conversation_id=conversation_id)
-    if conversation is None:
+    if conversation is None or since is None:
         return not_found(request)
-    context = {**_common(request, client), **_conversation_context(request, client, conversation)}
+    context = {
+        **_common(request, client),
+        **_conversation_context(request, client, conversation, since),
+    }
     window_open = context["window_left"] is not None or conversation.channel != "whatsapp"
     templates, templates_error = ([], "") if window_open else _templates(conversation)
     context.update(
@@ -168,7 +176,7 @@ def conversation_live_fragment(request, client, conversation_id):
         "client": client,
         "handoff_count": selectors.handoff_count(),
         "oob": True,
-        **_conversation_context(request, client, conversation),
+        **_conversation_context(request, client, conversation, stamp),
     }
     return render(request, "desk/_conversation_live.html", context)
 
