@@ -13,7 +13,7 @@ register = template.Library()
 
 # How each outbound status is shown: the tick marks and their spoken label.
 TICKS = {
-    "queued": ("🕓", lambda: _("Queued")),
+    "queued": ("◷", lambda: _("Queued")),
     "sent": ("✓", lambda: _("Sent")),
     "delivered": ("✓✓", lambda: _("Delivered")),
     "read": ("✓✓", lambda: _("Read")),
