@@ -28,7 +28,7 @@ from django.contrib import messages
 from django.db.models import Count, Max
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
@@ -54,19 +54,19 @@ IN_PROGRESS = (Document.Status.PENDING, Document.Status.PROCESSING)
 
 def _status_label(status: str) -> str:
     return {
-        Document.Status.PENDING: _("Waiting to be indexed"),
-        Document.Status.PROCESSING: _("Indexing"),
-        Document.Status.READY: _("Ready"),
-        Document.Status.FAILED: _("Failed"),
+        Document.Status.PENDING: pgettext("knowledge", "Waiting to be indexed"),
+        Document.Status.PROCESSING: pgettext("knowledge", "Indexing"),
+        Document.Status.READY: pgettext("knowledge", "Ready"),
+        Document.Status.FAILED: pgettext("knowledge", "Failed"),
     }.get(status, status)
 
 
 def _outcome_label(outcome: str) -> str:
     return {
-        "answered": _("The bot would answer"),
-        "fallback": _("The bot would say it does not know"),
-        "handoff": _("The bot would hand the conversation to a person"),
-        "unsupported": _("The bot cannot read this message"),
+        "answered": pgettext("knowledge", "The bot would answer"),
+        "fallback": pgettext("knowledge", "The bot would say it does not know"),
+        "handoff": pgettext("knowledge", "The bot would hand the conversation to a person"),
+        "unsupported": pgettext("knowledge", "The bot cannot read this message"),
     }.get(outcome, outcome)
 
 
@@ -104,9 +104,9 @@ def _search_context(request, client) -> dict:
     if not query:
         return context
     if len(query) > MAX_QUESTION_CHARS:
-        context["search_error"] = _("A question can be at most %(count)s characters long.") % {
-            "count": f"{MAX_QUESTION_CHARS:,}"
-        }
+        context["search_error"] = pgettext(
+            "knowledge", "A question can be at most %(count)s characters long."
+        ) % {"count": f"{MAX_QUESTION_CHARS:,}"}
         return context
     chunks = services.retrieve(query, k=k)
     context["results"] = [
@@ -198,10 +198,11 @@ def _upload(request, client):
     title = request.POST.get("title", "")
     try:
         if upload is None:
-            raise _FormError(_("Choose a file to upload."))
+            raise _FormError(pgettext("knowledge", "Choose a file to upload."))
         if len(title) > MAX_TITLE_CHARS:
             raise _FormError(
-                _("A title can be at most %(count)s characters long.") % {"count": MAX_TITLE_CHARS}
+                pgettext("knowledge", "A title can be at most %(count)s characters long.")
+                % {"count": MAX_TITLE_CHARS}
             )
         result = services.document_upload(
             client=client,
@@ -217,12 +218,14 @@ def _upload(request, client):
     if result.created:
         messages.success(
             request,
-            _("“%(title)s” was uploaded; it is being indexed.") % {"title": result.document.title},
+            pgettext("knowledge", "“%(title)s” was uploaded; it is being indexed.")
+            % {"title": result.document.title},
         )
     else:
         messages.info(
             request,
-            _("This file was uploaded before, as “%(title)s”.") % {"title": result.document.title},
+            pgettext("knowledge", "This file was uploaded before, as “%(title)s”.")
+            % {"title": result.document.title},
         )
     return redirect("desk:knowledge", slug=client.slug)
 
@@ -240,7 +243,9 @@ def _on_document(request, client, document_id, action):
 def knowledge_delete_view(request, client, document_id):
     def action(document):
         services.document_delete(document=document)
-        return _("“%(title)s” was deleted; the bot no longer uses it.") % {"title": document.title}
+        return pgettext("knowledge", "“%(title)s” was deleted; the bot no longer uses it.") % {
+            "title": document.title
+        }
 
     return _on_document(request, client, document_id, action)
 
@@ -250,8 +255,8 @@ def knowledge_delete_view(request, client, document_id):
 def knowledge_reindex_view(request, client, document_id):
     def action(document):
         services.document_reindex(document=document)
-        return _("“%(title)s” is being indexed again; its current entries answer meanwhile.") % {
-            "title": document.title
-        }
+        return pgettext(
+            "knowledge", "“%(title)s” is being indexed again; its current entries answer meanwhile."
+        ) % {"title": document.title}
 
     return _on_document(request, client, document_id, action)
