@@ -10,8 +10,10 @@ the client's schema (`tenant_context`) and renders before leaving it.
 from __future__ import annotations
 
 from functools import wraps
+from urllib.parse import urlsplit
 
 from django.contrib.auth.views import redirect_to_login
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django_tenants.utils import tenant_context
@@ -39,6 +41,15 @@ def client_view(required_role: str = Membership.Role.AGENT):
         @wraps(view)
         def wrapped(request, slug, *args, **kwargs):
             if not request.user.is_authenticated:
+                if request.headers.get("HX-Request"):
+                    # A poll after the session ended: the whole page goes to the login form
+                    # (htmx follows HX-Redirect), not the login form into the list.
+                    page = urlsplit(request.headers.get("HX-Current-URL", "")).path
+                    response = HttpResponse(status=204)
+                    response["HX-Redirect"] = redirect_to_login(
+                        page or request.path, reverse("desk:login")
+                    )["Location"]
+                    return response
                 return redirect_to_login(request.get_full_path(), reverse("desk:login"))
             client = selectors.client_get_by_slug_cached(slug=slug)
             rank = role_rank_for(request.user, client) if client else None

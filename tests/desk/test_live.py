@@ -122,3 +122,16 @@ def test_the_conversation_poll_of_another_clients_id_is_404(
 
     http = sign_in(member("agent", client=tenant_b))
     assert http.get(f"/inbox/{tenant_b.slug}/c/{conversation.pk}/live/").status_code == 404
+
+
+def test_a_poll_after_the_session_ended_sends_the_whole_page_to_login(tenant_a, conversation):
+    from django.test import Client as HttpClient
+
+    page = f"/inbox/{tenant_a.slug}/c/{conversation.pk}/"
+    response = HttpClient().get(
+        f"{page}live/?since=x",
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_CURRENT_URL=f"http://testserver{page}",
+    )
+    assert response.status_code == 204
+    assert response["HX-Redirect"] == f"/inbox/login/?next={page}"
