@@ -188,7 +188,9 @@ def test_a_failed_document_shows_its_reason(tenant_a, as_owner):
         document.refresh_from_db()
     page = as_owner.get(page_url(tenant_a)).content.decode()
     assert statuses(page.encode()) == {str(document.pk): "failed"}
-    note = re.search(r'class="alert alert-error document-error" data-code="(\w+)">(.*?)</p>', page)
+    note = re.search(
+        r'class="alert alert-error document-error" data-code="(\w+)" dir="auto">(.*?)</p>', page
+    )
     assert note and note[1] == document.error_code
     assert document.error and note[2] == document.error.replace("'", "&#x27;")
 
