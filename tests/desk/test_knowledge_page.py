@@ -9,6 +9,8 @@ import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from knowledge import services
 from knowledge.models import Chunk, Document
@@ -17,6 +19,7 @@ from tenants.models import Membership
 from tests.conftest import inside
 from tests.desk.conftest import sign_in
 from tests.security import crafted
+from tests.tenants.factories import MembershipFactory, api_as_user
 
 FAQ = (
     b"question,answer\n"
@@ -122,6 +125,10 @@ def test_owner_uploads_a_faq_csv_which_is_indexed_and_answers_a_question(
         expected = [chunk.chunk_id for chunk in services.retrieve("wifi password", k=5)]
     ids = [int(re.search(r'data-chunk-id="(\d+)"', item)[1]) for item in found]
     assert ids == expected
+    api = api_as_user(owner, tenant_a).get(
+        f"/api/v1/clients/{tenant_a.pk}/knowledge/search", {"q": "wifi password"}
+    )
+    assert [row["chunk_id"] for row in api.json()["results"]] == ids
 
 
 def test_the_bots_draft_is_shown_with_its_confidence(tenant_a, as_owner):
@@ -166,8 +173,11 @@ def test_ingestion_progress_is_polled_until_no_document_is_in_progress(
     fragment = poll[1].replace("&amp;", "&")
     assert fragment.startswith(page_url(tenant_a, "documents/?since="))
 
-    # Nothing changed: an empty answer (htmx swaps nothing).
-    assert as_owner.get(fragment).status_code == 204
+    # Nothing changed: an empty answer (htmx swaps nothing), cheaply (the session, the user,
+    # the membership, the schema, the stamp's one aggregate).
+    with CaptureQueriesContext(connection) as queries:
+        assert as_owner.get(fragment).status_code == 204
+    assert len(queries) <= 6, [q["sql"] for q in queries]
 
     with inside(tenant_a):
         assert services.document_ingest_by_id(document_id=document_id) == "ready"
@@ -247,8 +257,6 @@ def test_a_crafted_file_is_refused_with_the_apis_message_and_nothing_stored(
 
 
 def _api_refusal(client, name, data, content_type) -> dict:
-    from tests.tenants.factories import MembershipFactory, api_as_user
-
     api = api_as_user(MembershipFactory(client=client, role=Membership.Role.ADMIN).user, client)
     file = SimpleUploadedFile(name, data, content_type=content_type)
     response = api.post(
