@@ -68,6 +68,9 @@ def client_view(required_role: str = Membership.Role.AGENT):
                 # Rendered here, inside the schema: a lazy queryset must not run after it.
                 return view(request, client, *args, **kwargs)
 
+        # Marks the view (functools.wraps carries it through outer decorators): a test checks
+        # that every /inbox/<slug>/ route has it (tests/desk/test_isolation_sweep.py).
+        wrapped.desk_required_role = required_role
         return wrapped
 
     return decorator

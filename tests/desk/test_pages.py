@@ -193,7 +193,7 @@ def test_filters_and_search(as_agent, agent, tenant_a, several, shop):
     assert listed("mode=nonsense") == listed("")  # unknown values are ignored
 
 
-def test_the_list_is_paginated_with_a_constant_number_of_statements(
+def test_the_list_is_paginated_in_a_bounded_number_of_statements(
     as_agent, tenant_a, shop, django_assert_max_num_queries
 ):
     with inside(tenant_a):
