@@ -3,11 +3,13 @@ docs/inbox.md ("Page contract")."""
 
 from django.urls import path
 
-from desk import auth_views, views
+from desk import auth_views, knowledge_views, views
 
 app_name = "desk"
 
 conversation = "<slug:slug>/c/<int:conversation_id>/"
+knowledge = "<slug:slug>/knowledge/"
+document = f"{knowledge}<uuid:document_id>/"
 
 urlpatterns = [
     path("", auth_views.home_view, name="home"),
@@ -22,4 +24,14 @@ urlpatterns = [
     path(f"{conversation}close/", views.close_view, name="close"),
     path(f"{conversation}reply/", views.reply_view, name="reply"),
     path(f"{conversation}template/", views.template_send_view, name="template-send"),
+    # The knowledge page (owners and admins): desk/knowledge_views.py.
+    path(knowledge, knowledge_views.knowledge_view, name="knowledge"),
+    path(
+        f"{knowledge}documents/",
+        knowledge_views.knowledge_documents_fragment,
+        name="knowledge-documents",
+    ),
+    path(f"{knowledge}upload/", knowledge_views.knowledge_upload_view, name="knowledge-upload"),
+    path(f"{document}delete/", knowledge_views.knowledge_delete_view, name="knowledge-delete"),
+    path(f"{document}reindex/", knowledge_views.knowledge_reindex_view, name="knowledge-reindex"),
 ]

@@ -47,6 +47,7 @@ def test_every_client_route_goes_through_client_view(route, view):
 def _url(route: str, slug: str, conversation_id: int) -> str:
     path = route.replace("<slug:slug>", slug)
     path = path.replace("<int:conversation_id>", str(conversation_id))
+    path = re.sub(r"<uuid:\w+>", "00000000-0000-4000-8000-000000000001", path)  # a document
     return "/" + re.sub(r"<(?:\w+:)?\w+>", "1", path)  # any other id: refused before it is read
 
 
