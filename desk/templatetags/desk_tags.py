@@ -6,8 +6,8 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django import template
-from django.utils.translation import gettext as _
 from django.utils.dateformat import format as date_format
+from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext
 
 register = template.Library()
