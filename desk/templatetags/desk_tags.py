@@ -71,6 +71,19 @@ def source_label(source: str) -> str:
 
 
 @register.filter
+def language_label(code: str) -> str:
+    """A language code ('en', 'ar-SA') by its name in the page's language; unknown codes as they are."""
+    from django.utils.translation import get_language_info
+
+    for candidate in (code, (code or "").split("-")[0].split("_")[0]):
+        try:
+            return get_language_info(candidate)["name_translated"]
+        except KeyError:
+            continue
+    return code
+
+
+@register.filter
 def when(value, style: str = "datetime") -> str:
     """A date and time in the page's language and order ('' for None)."""
     if value is None:

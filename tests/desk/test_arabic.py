@@ -243,6 +243,8 @@ def test_the_list_and_the_conversation_in_arabic(as_agent, tenant_a, shop, conve
     assert '<html lang="ar" dir="rtl">' in page
     for label in ("إعادة إلى البوت", "إغلاق", "إرسال", "العميل", "أول تواصل", "وصلت"):
         assert label in page, label
+    # The customer's language by its Arabic name, not its code.
+    assert re.search(r'id="customer-language" data-language="en">الإنجليزي', page)
     # Django's Arabic month names, in the Arabic order (day, month، time).
     assert re.search(rf"\d{{1,2}} ({ARABIC_MONTHS})، \d\d:\d\d", page)
     assert english_left(page) == []

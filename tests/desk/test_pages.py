@@ -251,7 +251,7 @@ def test_the_conversation_shows_everything_that_happened(as_agent, tenant_a, sho
     assert "<summary>Knowledge cited (1)</summary>" in html and "Price list" in html
     assert re.search(r'class="ticks" data-status="read"[^>]*>✓✓</span>', html)
     assert "Latte week" in html and "15551234567" in html
-    assert 'id="customer-language">en<' in html
+    assert 'id="customer-language" data-language="en">English<' in html
 
 
 def test_a_failed_reply_shows_why(as_agent, tenant_a, conversation):
