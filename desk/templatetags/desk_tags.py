@@ -6,8 +6,9 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django import template
+from django.utils.dateformat import format as date_format
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import ngettext, pgettext
 
 register = template.Library()
 
@@ -20,6 +21,78 @@ TICKS = {
     "failed": ("!", lambda: _("Not delivered")),
     "not_sent": ("–", lambda: _("Draft not sent")),
 }
+
+
+# What a non-text message is called ([image] and so on), in the page's language.
+KINDS = {
+    "image": lambda: pgettext("message kind", "image"),
+    "audio": lambda: pgettext("message kind", "voice message"),
+    "video": lambda: pgettext("message kind", "video"),
+    "document": lambda: pgettext("message kind", "document"),
+    "sticker": lambda: pgettext("message kind", "sticker"),
+    "location": lambda: pgettext("message kind", "location"),
+    "contacts": lambda: pgettext("message kind", "contact card"),
+    "template": lambda: pgettext("message kind", "template"),
+    "reaction": lambda: pgettext("message kind", "reaction"),
+    "interactive": lambda: pgettext("message kind", "buttons"),
+    "button": lambda: pgettext("message kind", "button"),
+    "share": lambda: pgettext("message kind", "shared post"),
+    "story_mention": lambda: pgettext("message kind", "story mention"),
+    "unsupported": lambda: pgettext("message kind", "unsupported message"),
+}
+
+# Where a referral came from (Meta's source_type).
+SOURCES = {
+    "ad": lambda: pgettext("referral source", "ad"),
+    "post": lambda: pgettext("referral source", "post"),
+}
+
+# Date formats (Django's date filter letters) a translator orders for the language: the month
+# names themselves come from Django's own catalogue ("M" is "Dec" in English, "ديسمبر" in Arabic).
+WHEN = {
+    "datetime": lambda: pgettext("date format", "M j, H:i"),
+    "full": lambda: pgettext("date format", "M j, Y H:i"),
+    "day": lambda: pgettext("date format", "M j"),
+}
+
+
+@register.filter
+def kind_label(kind: str) -> str:
+    """'image' -> 'image' / 'صورة'; an unknown kind as it is."""
+    label = KINDS.get(kind)
+    return label() if label else kind
+
+
+@register.filter
+def source_label(source: str) -> str:
+    """Meta's referral source_type ('ad', 'post') in the page's language."""
+    label = SOURCES.get(source)
+    return label() if label else source
+
+
+@register.filter
+def language_label(code: str) -> str:
+    """A language code ('en', 'ar-SA') by its name in the page's language; unknown codes as they are."""
+    from django.utils.translation import get_language_info
+
+    for candidate in (code, (code or "").split("-")[0].split("_")[0]):
+        try:
+            return get_language_info(candidate)["name_translated"]
+        except KeyError:
+            continue
+    return code
+
+
+@register.filter
+def when(value, style: str = "datetime") -> str:
+    """A date and time in the page's language and order ('' for None)."""
+    if value is None:
+        return ""
+    from django.utils import timezone
+
+    if timezone.is_aware(value):
+        value = timezone.localtime(value)
+    return date_format(value, WHEN[style]())
 
 
 @register.filter

@@ -243,7 +243,7 @@ def test_the_conversation_shows_everything_that_happened(as_agent, tenant_a, sho
             ad_source_type="ad", ad_source_id="ad-9", ad_headline="Latte week"
         )
     html = as_agent.get(f"/inbox/{tenant_a.slug}/c/{conversation.pk}/").content.decode()
-    assert "Price of a latte?" in html and "Before: Price of a late?" in html
+    assert "Price of a latte?" in html and "Before: <bdi>Price of a late?</bdi>" in html
     assert "The customer deleted this message." in html and ">oops<" not in html
     assert 'href="https://scontent.cdninstagram.com/pic.jpg"' in html
     assert re.search(r'class="reactions"[^>]*>👍</p>', html)
@@ -251,7 +251,7 @@ def test_the_conversation_shows_everything_that_happened(as_agent, tenant_a, sho
     assert "<summary>Knowledge cited (1)</summary>" in html and "Price list" in html
     assert re.search(r'class="ticks" data-status="read"[^>]*>✓✓</span>', html)
     assert "Latte week" in html and "15551234567" in html
-    assert 'id="customer-language">en<' in html
+    assert 'id="customer-language" data-language="en">English<' in html
 
 
 def test_a_failed_reply_shows_why(as_agent, tenant_a, conversation):
@@ -266,7 +266,7 @@ def test_a_failed_reply_shows_why(as_agent, tenant_a, conversation):
         )
     html = as_agent.get(f"/inbox/{tenant_a.slug}/c/{conversation.pk}/").content.decode()
     assert 'data-status="failed"' in html
-    assert "Not delivered: Message undeliverable" in html
+    assert "Not delivered: <bdi>Message undeliverable</bdi>" in html
 
 
 def test_a_media_link_is_never_a_script(as_agent, tenant_a, shop, conversation):
