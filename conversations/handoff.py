@@ -45,6 +45,9 @@ def conversation_handoff(
     *, conversation: Conversation, reason: str, actor: str, notify_data: dict | None = None
 ) -> Conversation:
     if conversation.mode == Conversation.Mode.HANDOFF:
+        # Already with the people: a person taking over claims it (assigned to them).
+        if "@" in actor:
+            conversation_assign(conversation=conversation, agent_email=actor)
         return conversation
     conversation.mode = Conversation.Mode.HANDOFF
     conversation.handoff_reason = reason[:64]
@@ -72,6 +75,20 @@ def conversation_handoff(
     )
     notifications.notify(
         conversation=conversation, event="handoff", data={"reason": reason, **(notify_data or {})}
+    )
+    return conversation
+
+
+def conversation_assign(*, conversation: Conversation, agent_email: str) -> Conversation:
+    """Assign a conversation that is with the people to `agent_email` (a take-over, or the
+    first reply to an unassigned one); the previous assignee is kept in the event."""
+    previous = conversation.assigned_agent_email
+    if previous == agent_email:
+        return conversation
+    conversation.assigned_agent_email = agent_email
+    conversation.save(update_fields=["assigned_agent_email", "updated_at"])
+    services.event_record(
+        conversation=conversation, kind="assigned", actor=agent_email, previous=previous
     )
     return conversation
 
@@ -136,6 +153,9 @@ def agent_message_store(
             conversation_handoff(
                 conversation=conversation, reason="agent_replied", actor=agent_email
             )
+        elif not conversation.assigned_agent_email:
+            # The first person to answer a waiting conversation has it ("assigned to me").
+            conversation_assign(conversation=conversation, agent_email=agent_email)
         message = services.message_store_outbound(
             conversation=conversation,
             author=Message.Author.AGENT,

@@ -131,6 +131,63 @@ def test_replying_to_a_bot_conversation_takes_it_over(as_agent, agent, tenant_a,
     assert conversation.mode == "handoff" and conversation.assigned_agent_email == agent.email
 
 
+def _waiting(tenant_a, conversation, assigned=""):
+    """A conversation the customer (or the bot) handed to the people, nobody or `assigned` on it."""
+    with inside(tenant_a):
+        Conversation.objects.filter(pk=conversation.pk).update(
+            mode="handoff", handoff_at=timezone.now(), assigned_agent_email=assigned
+        )
+
+
+def test_taking_over_a_waiting_conversation_assigns_it_to_me(
+    as_agent, agent, tenant_a, conversation
+):
+    _waiting(tenant_a, conversation)
+    page = as_agent.get(url(tenant_a, conversation)).content.decode()
+    assert re.search(r'id="take-over"', page) and not re.search(
+        r'id="take-over"[^>]* disabled', page
+    )
+
+    as_agent.post(url(tenant_a, conversation, "take-over"))
+    with inside(tenant_a):
+        conversation.refresh_from_db()
+        event = ConversationEvent.objects.get(conversation=conversation, kind="assigned")
+    assert conversation.mode == "handoff" and conversation.assigned_agent_email == agent.email
+    assert (event.actor, event.detail) == (agent.email, {"previous": ""})
+    mine = as_agent.get(f"/inbox/{tenant_a.slug}/", {"mine": "1"}).content.decode()
+    assert f'data-conversation-id="{conversation.pk}"' in mine
+    page = as_agent.get(url(tenant_a, conversation)).content.decode()
+    assert re.search(r'id="take-over"[^>]* disabled', page)
+
+
+def test_taking_over_from_a_colleague_reassigns_and_keeps_who_had_it(
+    as_agent, agent, tenant_a, conversation
+):
+    _waiting(tenant_a, conversation, assigned="colleague@a.test")
+    as_agent.post(url(tenant_a, conversation, "take-over"))
+    with inside(tenant_a):
+        conversation.refresh_from_db()
+        event = ConversationEvent.objects.get(conversation=conversation, kind="assigned")
+    assert conversation.assigned_agent_email == agent.email
+    assert event.detail == {"previous": "colleague@a.test"}
+
+
+def test_the_first_reply_to_a_waiting_conversation_assigns_it_a_later_one_does_not_steal_it(
+    as_agent, agent, tenant_a, conversation
+):
+    _waiting(tenant_a, conversation)
+    as_agent.post(url(tenant_a, conversation, "reply"), {"text": "A person here"})
+    with inside(tenant_a):
+        conversation.refresh_from_db()
+    assert conversation.assigned_agent_email == agent.email
+
+    _waiting(tenant_a, conversation, assigned="colleague@a.test")
+    as_agent.post(url(tenant_a, conversation, "reply"), {"text": "Adding a detail"})
+    with inside(tenant_a):
+        conversation.refresh_from_db()
+    assert conversation.assigned_agent_email == "colleague@a.test"
+
+
 def test_an_empty_reply_is_refused_and_nothing_is_stored(as_agent, tenant_a, conversation):
     response = as_agent.post(url(tenant_a, conversation, "reply"), {"text": "   "}, follow=True)
     assert "Write a reply first." in flash(response)
