@@ -77,6 +77,9 @@ class Draft:
     confidence: float | None = None  # how sure we are of the best entry (wafaa.ai.confidence)
     candidate: str = ""  # offline: the answer a lower threshold would have given
     buttons: list[dict] = field(default_factory=list)  # reply buttons sent with the text
+    # Per question of the burst: the entries weighed and the features of the decision (for
+    # the evaluation's error analysis; never stored).
+    assessed: list[dict] = field(default_factory=list)
 
 
 def _client():
@@ -274,7 +277,30 @@ def draft_answer(
     )
     if conversation is not None:
         draft.confidence_streak = streak
+    draft.assessed = [_explain(a) for a in asked]
     return draft
+
+
+def _explain(asked: _Asked, top: int = 4) -> dict:
+    """What the decision for one question was made of: its features and best entries."""
+    assessment = asked.assessment
+    return {
+        "question": asked.text,
+        "confidence": round(assessment.confidence, 4),
+        "features": {k: round(v, 4) for k, v in assessment.features.items()},
+        "entries": [
+            {
+                "key": s.candidate.key,
+                "text": s.candidate.text[:160],
+                "answers": list((s.candidate.metadata.get("answers") or {}).values()),
+                "similarity": round(s.similarity, 4),
+                "overlap": round(s.overlap, 4),
+                "keyword": round(s.keyword, 4),
+                "score": round(s.score, 4),
+            }
+            for s in assessment.ranked[:top]
+        ],
+    }
 
 
 def _generate(
