@@ -19,6 +19,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -28,7 +29,7 @@ from django.utils import timezone
 from conversations import handoff, media, offers, services
 from conversations.models import Conversation, Message
 from wafaa import ai_config, metrics, otel
-from wafaa.ai import answerer, confidence
+from wafaa.ai import AIServiceError, answerer, confidence
 from wafaa.ai.llm import (
     LLMEmptyResponseError,
     LLMError,
@@ -408,8 +409,19 @@ def _burst_questions(text: str) -> list[str]:
 def _assess(text: str, language: str) -> _Asked:
     from knowledge.services import retrieve
 
+    # The question as asked and, when it holds dialect or Arabizi words, in standard words
+    # ("فين" -> "اين", "se3r" -> "سعر"): each variant is searched, the candidates merged.
+    variants = confidence.query_variants(text)
+    chunks, seen = [], {}
     with otel.stage("retrieve"):
-        chunks = retrieve(confidence.expand_query(text), k=RETRIEVE_K)
+        for variant in variants:
+            for chunk in retrieve(confidence.expand_query(variant), k=RETRIEVE_K):
+                if chunk.chunk_id not in seen:
+                    seen[chunk.chunk_id] = len(chunks)
+                    chunks.append(chunk)
+                elif (chunk.similarity or -1.0) > (chunks[seen[chunk.chunk_id]].similarity or -1.0):
+                    chunks[seen[chunk.chunk_id]] = chunk
+    similar = _question_similarities(variants, chunks)
     candidates = [
         confidence.Candidate(
             text=c.text,
@@ -418,10 +430,56 @@ def _assess(text: str, language: str) -> _Asked:
             keyword=c.keyword_rank,
             key=f"{c.document_id}:{c.metadata.get('entry', c.chunk_id)}",
             ref=c,
+            question_similarity=similar.get(c.chunk_id),
         )
         for c in chunks
     ]
     return _Asked(text, confidence.assess(text, candidates, language=language), chunks)
+
+
+def _question_similarities(variants: list[str], chunks: list) -> dict:
+    """Cosine similarity of the customer's question (best of its variants) to each FAQ
+    chunk's own question: a paraphrase or translation of a FAQ question is closer to it than
+    to its question and answer together. FAQ questions' vectors are cached per process; a
+    failing embedder leaves the feature out (None)."""
+    questions = {
+        c.chunk_id: c.metadata["question"]
+        for c in chunks
+        if c.metadata.get("kind") == "faq" and c.metadata.get("question")
+    }
+    if not questions:
+        return {}
+    embedder = ai_config.get_query_embedder()
+    try:
+        asked = [_cached_vector(embedder, v) for v in variants]
+        texts = list(dict.fromkeys(questions.values()))
+        vectors = dict(zip(texts, _cached_vectors(embedder, texts), strict=True))
+    except AIServiceError as exc:
+        logger.warning("question similarity skipped", extra={"error": str(exc)})
+        return {}
+    return {
+        cid: max(float(np.dot(q, vectors[question])) for q in asked)
+        for cid, question in questions.items()
+    }
+
+
+_VECTOR_CACHE: dict[tuple[str, str], np.ndarray] = {}
+_VECTOR_CACHE_MAX = 20_000
+
+
+def _cached_vectors(embedder, texts: list[str]) -> list:
+    missing = [t for t in texts if (embedder.name, t) not in _VECTOR_CACHE]
+    if missing:
+        if len(_VECTOR_CACHE) > _VECTOR_CACHE_MAX:
+            _VECTOR_CACHE.clear()
+        for text, vector in zip(missing, embedder.embed_documents(missing), strict=True):
+            array = np.asarray(vector, dtype=np.float64)
+            _VECTOR_CACHE[(embedder.name, text)] = array / (np.linalg.norm(array) or 1.0)
+    return [_VECTOR_CACHE[(embedder.name, t)] for t in texts]
+
+
+def _cached_vector(embedder, text: str):
+    return _cached_vectors(embedder, [text])[0]
 
 
 def _assess_questions(text: str, language: str, threshold: float) -> list[_Asked]:
