@@ -71,12 +71,11 @@ def python_vectors() -> None:
     selectors.chunk_similarities = chunk_similarities
 
 
-def run(
-    set_name: str, backend: str, *, failures: bool = False, python_vectors: bool = False
-) -> dict:
+def prepare(set_name: str, backend: str, *, python_vectors: bool = False):
+    """The set's bench client with `backend` as embedder and the FAQ indexed (once), and its
+    questions. Leaves the client's schema active."""
     from django.conf import settings
     from django.db import connection
-    from django_tenants.utils import tenant_context
 
     from conversations import evaluation
     from knowledge import services
@@ -92,22 +91,36 @@ def run(
     client.save(update_fields=["languages", "confidence_threshold"])
     faq = EVAL_DIR / f"{set_name}_faq.csv"
     questions = evaluation.parse_questions((EVAL_DIR / f"{set_name}_questions.csv").read_bytes())
-    with tenant_context(client):
-        if python_vectors:  # an HNSW insert runs pgvector's SIMD code too
-            with connection.cursor() as cursor:
-                cursor.execute("DROP INDEX IF EXISTS chunk_embedding_hnsw")
-        upload = services.document_upload(
-            client=client, content=faq.read_bytes(), filename=faq.name, enqueue=False
-        )
-        document = upload.document
-        document.refresh_from_db()
-        if document.status != "ready" or document.embedder != ai_config.get_embedder().name:
-            if document.status == "ready":
-                services.document_reindex(document=document, enqueue=False)
-            assert services.document_ingest(document=document) == "ready"
-        # One warm-up question: the local model loads on first use.
-        evaluation.evaluate(client=client, questions=questions[:1])
+    connection.set_tenant(client)
+    if python_vectors:  # an HNSW insert runs pgvector's SIMD code too
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX IF EXISTS chunk_embedding_hnsw")
+    upload = services.document_upload(
+        client=client, content=faq.read_bytes(), filename=faq.name, enqueue=False
+    )
+    document = upload.document
+    document.refresh_from_db()
+    if document.status != "ready" or document.embedder != ai_config.get_embedder().name:
+        if document.status == "ready":
+            services.document_reindex(document=document, enqueue=False)
+        assert services.document_ingest(document=document) == "ready"
+    # One warm-up question: the local model loads on first use.
+    evaluation.evaluate(client=client, questions=questions[:1])
+    return client, questions
+
+
+def run(
+    set_name: str, backend: str, *, failures: bool = False, python_vectors: bool = False
+) -> dict:
+    from django.db import connection
+
+    from conversations import evaluation
+
+    client, questions = prepare(set_name, backend, python_vectors=python_vectors)
+    try:
         result = evaluation.evaluate(client=client, questions=questions)
+    finally:
+        connection.set_schema_to_public()
     summary = result.summary()
     held_out = " (held out)" if set_name in HELD_OUT else ""
     print(evaluation.format_table(summary, title=f"\n{set_name}{held_out} / {backend} embedder"))

