@@ -175,11 +175,19 @@ def questions_from_items(items: list[dict]) -> list[EvalQuestion]:
 # --------------------------------------------------------------------------------------------
 
 
+# Arabic writes "and", "with", "for", "like", "so" as one-letter prefixes of the next word:
+# "بالبطاقة البنكية" (by bank card) states "البطاقة البنكية".
+_ARABIC_PROCLITICS = "(?:[\u0648\u0641]?[\u0628\u0643\u0644]?)"
+
+
 def contains_fact(text: str, facts: tuple[str, ...] | list[str]) -> bool:
-    """Does `text` state one of `facts` (whole words, after normalisation)?"""
+    """Does `text` state one of `facts` (whole words, after normalisation; an Arabic fact
+    may carry a proclitic)?"""
     haystack = normalize(text)
     for fact in facts:
-        pattern = r"(?<!\w)" + re.escape(normalize(fact)) + r"(?!\w)"
+        wanted = normalize(fact)
+        prefix = _ARABIC_PROCLITICS if re.match("[\u0600-\u06ff]", wanted) else ""
+        pattern = r"(?<!\w)" + prefix + re.escape(wanted) + r"(?!\w)"
         if re.search(pattern, haystack):
             return True
     return False

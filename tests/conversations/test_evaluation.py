@@ -93,6 +93,10 @@ def test_a_fact_is_found_as_whole_words_after_normalisation():
     assert evaluation.contains_fact("نفتح حتى ١١:٣٠ مساء", ["11:30"])  # Arabic-Indic digits
     assert not evaluation.contains_fact("Costs 2500 DH.", ["250"])
     assert evaluation.contains_fact("نعم، خدمه متوفرة", ["خدمة"])
+    # An Arabic proclitic (by, and, for...) on the fact's first word still states it.
+    assert evaluation.contains_fact("نقدا أو بالبطاقة البنكية.", ["البطاقة البنكية"])
+    assert evaluation.contains_fact("وللأطفال قائمة", ["للأطفال"])
+    assert not evaluation.contains_fact("بطاقات الهدايا", ["البطاقة"])
 
 
 def test_the_suggested_threshold_answers_no_out_of_knowledge_question_and_weighs_errors():
