@@ -413,12 +413,9 @@ def _assess(text: str, language: str) -> _Asked:
     # The question as asked and, when it holds dialect or Arabizi words, in standard words
     # ("فين" -> "اين", "se3r" -> "سعر"): each variant is searched, the candidates merged.
     queries = [confidence.expand_query(v) for v in confidence.query_variants(text)]
-    # One embedding call for the queries and, offline, the question's words (the
-    # confidence's word coverage; a model API would bill a call per question for them).
-    words = [] if embedder.name.startswith("openai:") else confidence.question_words(text)
     vectors = None
     if embedder.dimensions == settings.EMBEDDING_DIMENSIONS:  # else: keyword search only
-        vectors = _embed_now(embedder, queries + words)
+        vectors = _embed_now(embedder, queries)  # one call for the variants
     chunks, seen = [], {}
     with otel.stage("retrieve"):
         for index, query in enumerate(queries):
@@ -431,18 +428,21 @@ def _assess(text: str, language: str) -> _Asked:
                     chunks[seen[chunk.chunk_id]] = chunk
     similar = {}
     if vectors is not None:
-        similar = _question_similarities(embedder, vectors[: len(queries)], chunks)
-    asked_words = {} if vectors is None else dict(zip(words, vectors[len(queries) :], strict=True))
+        similar = _question_similarities(embedder, vectors, chunks)
 
-    def word_vectors(texts: list[str]) -> dict:
-        """Question words from this call's embedding, entry words from the cache."""
-        if not asked_words:
+    def word_vectors(question_words: list[str], entry_words: list[str]) -> dict:
+        """The question's words embedded now (never cached), the entry's from the cache.
+        Offline embedders only: a model API would bill a call per question for them."""
+        if vectors is None or embedder.name.startswith("openai:"):
             return {}
-        rest = [t for t in texts if t not in asked_words]
-        cached = _knowledge_vectors(embedder, rest) if rest else []
-        if cached is None:
+        asked = _embed_now(embedder, question_words)
+        known = _knowledge_vectors(embedder, entry_words)
+        if asked is None or known is None:
             return {}
-        return {**asked_words, **dict(zip(rest, cached, strict=True))}
+        return {
+            **dict(zip(entry_words, known, strict=True)),
+            **dict(zip(question_words, asked, strict=True)),
+        }
 
     candidates = [
         confidence.Candidate(

@@ -92,3 +92,29 @@ def test_similarity_to_the_faq_question_ranks_a_translated_question_first():
     # Without the question similarity (not a FAQ chunk), the chunk similarity decides.
     where.question_similarity = hours.question_similarity = None
     assert assess("¿Dónde están ubicados?", [hours, where], language="es").best is hours
+
+
+def test_word_coverage_counts_a_word_of_another_language_with_the_same_meaning():
+    # Unit vectors standing for a multilingual model: "ubicados" means "located"; "braille"
+    # means nothing the entry says.
+    vectors = {
+        "ubicados": (1.0, 0.0, 0.0),
+        "located": (0.96, 0.28, 0.0),
+        "braille": (0.0, 0.0, 1.0),
+    }
+    asked_for = []
+
+    def word_vectors(question_words, entry_words):
+        asked_for.append(list(question_words))
+        return {w: vectors.get(w, (0.0, 1.0, 0.0)) for w in question_words + entry_words}
+
+    where = faq("Where are you located?", "Marina Walk, Tower B.", 4, similarity=0.3)
+    found = assess("ubicados", [where], language="es", word_vectors=word_vectors)
+    assert found.features["coverage"] > 0.9
+    lacking = assess("braille", [where], language="es", word_vectors=word_vectors)
+    assert lacking.features["coverage"] < 0.1
+    # A word the entry contains as such needs no vector.
+    assess("located ubicados", [where], language="en", word_vectors=word_vectors)
+    assert asked_for[-1] == ["ubicados"]
+    # Without word vectors the coverage is the word match alone.
+    assert assess("ubicados", [where], language="es").features["coverage"] == 0.0

