@@ -28,6 +28,7 @@ def main() -> int:
         ["tenants.py", "--clients", "50" if options.quick else "1000"],
         ["outbound.py"] + (["--calls", "100"] if options.quick else []),
         ["auth.py"] + (["--logins", "50", "--signups", "5"] if options.quick else []),
+        ["inbox.py"] + (["--conversations", "300", "--repeat", "100"] if options.quick else []),
     ]
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
     failed = []

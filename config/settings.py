@@ -101,6 +101,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# The agents' inbox speaks these (desk/locale holds the translations).
+LANGUAGES = [("en", "English"), ("ar", "العربية")]
+LOCALE_PATHS = [BASE_DIR / "desk" / "locale"]
+# Where a signed-out person is sent from an inbox page (the admin has its own login).
+LOGIN_URL = "desk:login"
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -121,6 +126,8 @@ SHARED_APPS = [
     "tenants",
     "channels_app",
     "backoffice",
+    # The agents' inbox (/inbox/): no models; its views enter a client's schema themselves.
+    "desk",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -177,6 +184,9 @@ MIDDLEWARE = [
     # serves none, and a deployment needs no separate file server for them.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language of the inbox's pages: the cookie set by /inbox/i18n/setlang/, else the
+    # browser's Accept-Language, among LANGUAGES.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

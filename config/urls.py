@@ -1,4 +1,5 @@
-"""URL map: health and metrics, webhooks, the REST API, its schema and docs, and the admin."""
+"""URL map: health and metrics, webhooks, the REST API, its schema and docs, the agents' inbox
+and the admin."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -20,6 +21,9 @@ urlpatterns = [
     path("", include("channels_app.urls")),
     # Any other /api/ path: the API's 404 envelope, also when DEBUG shows HTML pages elsewhere.
     re_path(r"^api/", core_views.not_found),
+    # The agents' inbox; the language switch (Django's set_language) under its prefix.
+    path("inbox/i18n/", include("django.conf.urls.i18n")),
+    path("inbox/", include("desk.urls")),
     path("admin/client-data/", client_admin.site.urls),
     path("admin/", admin.site.urls),
 ]

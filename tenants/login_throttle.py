@@ -64,6 +64,10 @@ LOCKED_MESSAGE = (
 
 def lockout_response(request, original_response=None, credentials=None):
     """What a locked-out login gets: the API's error envelope, or plain text for the admin."""
+    if getattr(original_response, "lockout_answered", False):
+        # A login page that answered the lockout itself (the inbox's form, in the person's
+        # language, status 429) keeps its answer.
+        return original_response
     minutes = settings.LOGIN_LOCKOUT_MINUTES
     message = LOCKED_MESSAGE.format(minutes=minutes)
     if request.path.startswith("/api/"):

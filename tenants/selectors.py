@@ -14,6 +14,8 @@ from tenants.models import APIKey, Client, Invitation, Membership
 _CLIENT_CACHE_SECONDS = 5.0
 _client_cache: dict[int, tuple[float, Client]] = {}
 _client_cache_lock = threading.Lock()
+# Slug -> client id, for pages addressed by slug (the agents' inbox polls every few seconds).
+_slug_ids: dict[str, int] = {}
 
 
 def client_get_cached(*, client_id: int) -> Client | None:
@@ -36,6 +38,24 @@ def client_get_cached(*, client_id: int) -> Client | None:
     return client
 
 
+def client_get_by_slug_cached(*, slug: str) -> Client | None:
+    """The client by slug, through the same per-process cache as `client_get_cached`."""
+    client_id = _slug_ids.get(slug)
+    if client_id is not None:
+        client = client_get_cached(client_id=client_id)
+        if client is not None and client.slug == slug:
+            return client
+    client = Client.objects.filter(slug=slug).first()
+    if client is not None:
+        with _client_cache_lock:
+            if len(_slug_ids) > 10_000 or len(_client_cache) > 10_000:
+                _slug_ids.clear()
+                _client_cache.clear()
+            _slug_ids[slug] = client.pk
+            _client_cache[client.pk] = (time.monotonic() + _CLIENT_CACHE_SECONDS, client)
+    return client
+
+
 def client_cache_forget(*, client_id: int) -> None:
     with _client_cache_lock:
         _client_cache.pop(client_id, None)
@@ -45,6 +65,7 @@ def client_cache_clear() -> None:
     """Forget every cached client (tests, and after bulk changes made outside the services)."""
     with _client_cache_lock:
         _client_cache.clear()
+        _slug_ids.clear()
 
 
 def client_list_for_user(*, user) -> QuerySet[Client]:
