@@ -24,6 +24,7 @@ import io
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -69,6 +70,11 @@ class EvalResult:
     latency_ms: float
     # Would the answer (given a low enough threshold) have been right? None: no candidate.
     candidate_right: bool | None = None
+    # Error analysis: the rank (1 = first) of the best entry holding the expected fact among
+    # the entries weighed (None: not among them), why a question failed, and the decision.
+    right_rank: int | None = None
+    failure: str = ""
+    assessed: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +85,7 @@ class Evaluation:
     def summary(self) -> dict:
         return {
             "overall": _rates(self.results),
+            "failures": dict(sorted(Counter(r.failure for r in self.results if r.failure).items())),
             "languages": {
                 language: _rates([r for r in self.results if r.language == language])
                 for language in sorted({r.language for r in self.results})
@@ -168,11 +175,19 @@ def questions_from_items(items: list[dict]) -> list[EvalQuestion]:
 # --------------------------------------------------------------------------------------------
 
 
+# Arabic writes "and", "with", "for", "like", "so" as one-letter prefixes of the next word:
+# "بالبطاقة البنكية" (by bank card) states "البطاقة البنكية".
+_ARABIC_PROCLITICS = "(?:[\u0648\u0641]?[\u0628\u0643\u0644]?)"
+
+
 def contains_fact(text: str, facts: tuple[str, ...] | list[str]) -> bool:
-    """Does `text` state one of `facts` (whole words, after normalisation)?"""
+    """Does `text` state one of `facts` (whole words, after normalisation; an Arabic fact
+    may carry a proclitic)?"""
     haystack = normalize(text)
     for fact in facts:
-        pattern = r"(?<!\w)" + re.escape(normalize(fact)) + r"(?!\w)"
+        wanted = normalize(fact)
+        prefix = _ARABIC_PROCLITICS if re.match("[\u0600-\u06ff]", wanted) else ""
+        pattern = r"(?<!\w)" + prefix + re.escape(wanted) + r"(?!\w)"
         if re.search(pattern, haystack):
             return True
     return False
@@ -208,6 +223,8 @@ def _judge(item: EvalQuestion, draft, latency_ms: float) -> EvalResult:
     candidate_right = None
     if candidate:
         candidate_right = item.in_knowledge and contains_fact(candidate, item.expected)
+    assessed = list(getattr(draft, "assessed", None) or [])
+    right_rank = _right_rank(item, assessed)
     return EvalResult(
         question=item.question,
         language=item.language,
@@ -218,7 +235,45 @@ def _judge(item: EvalQuestion, draft, latency_ms: float) -> EvalResult:
         confidence=None if draft.confidence is None else round(draft.confidence, 4),
         latency_ms=round(latency_ms, 1),
         candidate_right=candidate_right,
+        right_rank=right_rank,
+        failure=_failure(item, verdict, right_rank, candidate_right),
+        assessed=assessed,
     )
+
+
+def _right_rank(item: EvalQuestion, assessed: list[dict]) -> int | None:
+    """Rank of the first weighed entry (of the question's best-ranked part) that states the
+    expected fact in any of its language versions."""
+    if not item.in_knowledge or not assessed:
+        return None
+    ranks = []
+    for part in assessed:
+        for rank, entry in enumerate(part.get("entries") or [], start=1):
+            if contains_fact(" ".join([entry["text"], *entry["answers"]]), item.expected):
+                ranks.append(rank)
+                break
+    return min(ranks) if ranks else None
+
+
+# Why a question failed (empty: it did not):
+# - answered_out_of_knowledge: an answer to a question the knowledge does not cover;
+# - retrieval_miss: no weighed entry states the fact;
+# - ranked_lower: an entry states it, but another was ranked first (answered or abstained);
+# - abstained_right_first: the right entry was first but the confidence was too low;
+# - wrong_version: the right entry answered, in a language version without the fact;
+# - handoff: the question was read as a request for a person.
+def _failure(item: EvalQuestion, verdict: str, right_rank, candidate_right) -> str:
+    if not item.in_knowledge:
+        return "answered_out_of_knowledge" if verdict == "wrong" else ""
+    if verdict == "right":
+        return ""
+    if right_rank is None:
+        return "retrieval_miss"
+    if right_rank > 1:
+        return "ranked_lower"
+    if verdict == "abstained":
+        return "abstained_right_first" if candidate_right is not False else "wrong_version"
+    return "wrong_version"
 
 
 def _percentile(values: list[float], share: float) -> float | None:
@@ -292,6 +347,28 @@ def suggest_threshold(results: list[EvalResult]) -> dict | None:
 # --------------------------------------------------------------------------------------------
 
 
+def format_failures(results: list[EvalResult]) -> str:
+    """One block per failed question: its verdict, why, and the entries weighed first."""
+    lines = []
+    for r in results:
+        if not r.failure:
+            continue
+        lines.append(
+            f"[{r.language}] {r.question!r} expected {'|'.join(r.expected) or 'none'}: "
+            f"{r.failure} (confidence {r.confidence}, right entry rank {r.right_rank})"
+        )
+        for part in r.assessed:
+            features = " ".join(f"{k}={v}" for k, v in part["features"].items())
+            lines.append(f"    part {part['question']!r} conf={part['confidence']} {features}")
+            for entry in part["entries"]:
+                lines.append(
+                    f"      sim={entry['similarity']:.3f} ovl={entry['overlap']:.3f} "
+                    f"kw={entry['keyword']:.3f} score={entry['score']:.3f} "
+                    f"{entry['text'][:70]!r}"
+                )
+    return "\n".join(lines)
+
+
 def format_table(summary: dict, *, title: str = "") -> str:
     """The summary as a fixed-width table (one row per language label, then all)."""
 
@@ -312,6 +389,9 @@ def format_table(summary: dict, *, title: str = "") -> str:
             f"{r['out_of_knowledge']:>4} {r['answered_out_of_knowledge']:>7} "
             f"{r['latency_ms_p50'] or 0:>7.1f} {r['latency_ms_p95'] or 0:>7.1f}"
         )
+    if summary.get("failures"):
+        counts = ", ".join(f"{k} {v}" for k, v in summary["failures"].items())
+        lines.append(f"failures: {counts}")
     suggestion = summary.get("suggested_threshold")
     lines.append(f"threshold in use: {summary.get('threshold')}")
     if suggestion:

@@ -19,6 +19,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -28,7 +29,7 @@ from django.utils import timezone
 from conversations import handoff, media, offers, services
 from conversations.models import Conversation, Message
 from wafaa import ai_config, metrics, otel
-from wafaa.ai import answerer, confidence
+from wafaa.ai import AIServiceError, answerer, confidence
 from wafaa.ai.llm import (
     LLMEmptyResponseError,
     LLMError,
@@ -77,6 +78,9 @@ class Draft:
     confidence: float | None = None  # how sure we are of the best entry (wafaa.ai.confidence)
     candidate: str = ""  # offline: the answer a lower threshold would have given
     buttons: list[dict] = field(default_factory=list)  # reply buttons sent with the text
+    # Per question of the burst: the entries weighed and the features of the decision (for
+    # the evaluation's error analysis; never stored).
+    assessed: list[dict] = field(default_factory=list)
 
 
 def _client():
@@ -274,7 +278,30 @@ def draft_answer(
     )
     if conversation is not None:
         draft.confidence_streak = streak
+    draft.assessed = [_explain(a) for a in asked]
     return draft
+
+
+def _explain(asked: _Asked, top: int = 4) -> dict:
+    """What the decision for one question was made of: its features and best entries."""
+    assessment = asked.assessment
+    return {
+        "question": asked.text,
+        "confidence": round(assessment.confidence, 4),
+        "features": {k: round(v, 4) for k, v in assessment.features.items()},
+        "entries": [
+            {
+                "key": s.candidate.key,
+                "text": s.candidate.text[:160],
+                "answers": list((s.candidate.metadata.get("answers") or {}).values()),
+                "similarity": round(s.similarity, 4),
+                "overlap": round(s.overlap, 4),
+                "keyword": round(s.keyword, 4),
+                "score": round(s.score, 4),
+            }
+            for s in assessment.ranked[:top]
+        ],
+    }
 
 
 def _generate(
@@ -382,8 +409,41 @@ def _burst_questions(text: str) -> list[str]:
 def _assess(text: str, language: str) -> _Asked:
     from knowledge.services import retrieve
 
+    embedder = ai_config.get_query_embedder()
+    # The question as asked and, when it holds dialect or Arabizi words, in standard words
+    # ("فين" -> "اين", "se3r" -> "سعر"): each variant is searched, the candidates merged.
+    queries = [confidence.expand_query(v) for v in confidence.query_variants(text)]
+    vectors = None
+    if embedder.dimensions == settings.EMBEDDING_DIMENSIONS:  # else: keyword search only
+        vectors = _embed_now(embedder, queries)  # one call for the variants
+    chunks, seen = [], {}
     with otel.stage("retrieve"):
-        chunks = retrieve(confidence.expand_query(text), k=RETRIEVE_K)
+        for index, query in enumerate(queries):
+            vector = None if vectors is None else vectors[index].tolist()
+            for chunk in retrieve(query, k=RETRIEVE_K, embedder=embedder, query_vector=vector):
+                if chunk.chunk_id not in seen:
+                    seen[chunk.chunk_id] = len(chunks)
+                    chunks.append(chunk)
+                elif (chunk.similarity or -1.0) > (chunks[seen[chunk.chunk_id]].similarity or -1.0):
+                    chunks[seen[chunk.chunk_id]] = chunk
+    similar = {}
+    if vectors is not None:
+        similar = _question_similarities(embedder, vectors, chunks)
+
+    def word_vectors(question_words: list[str], entry_words: list[str]) -> dict:
+        """The question's words embedded now (never cached), the entry's from the cache.
+        Offline embedders only: a model API would bill a call per question for them."""
+        if vectors is None or embedder.name.startswith("openai:"):
+            return {}
+        asked = _embed_now(embedder, question_words)
+        known = _knowledge_vectors(embedder, entry_words)
+        if asked is None or known is None:
+            return {}
+        return {
+            **dict(zip(entry_words, known, strict=True)),
+            **dict(zip(question_words, asked, strict=True)),
+        }
+
     candidates = [
         confidence.Candidate(
             text=c.text,
@@ -392,10 +452,66 @@ def _assess(text: str, language: str) -> _Asked:
             keyword=c.keyword_rank,
             key=f"{c.document_id}:{c.metadata.get('entry', c.chunk_id)}",
             ref=c,
+            question_similarity=similar.get(c.chunk_id),
         )
         for c in chunks
     ]
-    return _Asked(text, confidence.assess(text, candidates, language=language), chunks)
+    assessment = confidence.assess(
+        text, candidates, language=language, word_vectors=word_vectors, model=embedder.name
+    )
+    return _Asked(text, assessment, chunks)
+
+
+def _embed_now(embedder, texts: list[str]):
+    """Unit vectors of `texts` (a customer's words: never cached), or None when embedding
+    fails (retrieval then embeds, or falls back to its keyword leg, itself)."""
+    from knowledge.services import embed_texts
+
+    try:
+        matrix = np.asarray(embed_texts(embedder, texts), dtype=np.float32)
+    except AIServiceError as exc:
+        logger.warning("question embedding failed", extra={"error": str(exc)})
+        return None
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
+def _question_similarities(embedder, asked, chunks: list) -> dict:
+    """Cosine similarity of the customer's question (best of its variants) to each FAQ
+    chunk's own question: a paraphrase or translation of a FAQ question is closer to it than
+    to its question and answer together."""
+    questions = {
+        c.chunk_id: c.metadata["question"]
+        for c in chunks
+        if c.metadata.get("kind") == "faq" and c.metadata.get("question")
+    }
+    texts = list(dict.fromkeys(questions.values()))
+    cached = _knowledge_vectors(embedder, texts) if texts else None
+    if cached is None:
+        return {}
+    vectors = dict(zip(texts, cached, strict=True))
+    return {
+        cid: float(max(float(np.dot(q, vectors[question])) for q in asked))
+        for cid, question in questions.items()
+    }
+
+
+# Vectors of knowledge-side texts (FAQ questions, words of entries), per process: a FAQ's
+# questions and words recur in every question asked of it. Float32, at most ~10 MB.
+_VECTOR_CACHE: dict[tuple[str, str], np.ndarray] = {}
+_VECTOR_CACHE_MAX = 5_000
+
+
+def _knowledge_vectors(embedder, texts: list[str]) -> list | None:
+    missing = [t for t in dict.fromkeys(texts) if (embedder.name, t) not in _VECTOR_CACHE]
+    if missing:
+        vectors = _embed_now(embedder, missing)
+        if vectors is None:
+            return None
+        if len(_VECTOR_CACHE) + len(missing) > _VECTOR_CACHE_MAX:
+            _VECTOR_CACHE.clear()
+        for text, vector in zip(missing, vectors, strict=True):
+            _VECTOR_CACHE[(embedder.name, text)] = vector
+    return [_VECTOR_CACHE[(embedder.name, t)] for t in texts]
 
 
 def _assess_questions(text: str, language: str, threshold: float) -> list[_Asked]:

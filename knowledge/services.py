@@ -34,7 +34,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import islice
@@ -654,7 +654,13 @@ def _query_vector(embedder: Embedder, query: str) -> list[float] | None:
         return None
 
 
-def retrieve(query: str, k: int = 5, *, embedder: Embedder | None = None) -> list[RetrievedChunk]:
+def retrieve(
+    query: str,
+    k: int = 5,
+    *,
+    embedder: Embedder | None = None,
+    query_vector: Sequence[float] | None = None,
+) -> list[RetrievedChunk]:
     """The `k` chunks of the current client that best answer `query`, best first.
 
     Hybrid: the nearest chunks by cosine similarity (HNSW; only chunks made by the current
@@ -664,6 +670,7 @@ def retrieve(query: str, k: int = 5, *, embedder: Embedder | None = None) -> lis
     score = sum over legs of 1 / (60 + rank). RRF needs no calibration between cosine
     similarities and text ranks, and a chunk found by both legs rises to the top.
     An empty or blank query, or a client without documents, gives [].
+    `query_vector`: the query's embedding by `embedder`, when the caller has it already.
     """
     assert_client_schema()
     query = (query or "").strip()[:MAX_QUERY_CHARS]
@@ -674,7 +681,7 @@ def retrieve(query: str, k: int = 5, *, embedder: Embedder | None = None) -> lis
     candidates = max(20, 4 * k)
 
     vector_hits: list[tuple[int, float]] = []
-    vector = _query_vector(embedder, query)
+    vector = list(query_vector) if query_vector is not None else _query_vector(embedder, query)
     if vector is not None:
         vector_hits = selectors.chunk_vector_search(
             vector=vector,

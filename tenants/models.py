@@ -96,7 +96,7 @@ class Client(TenantMixin, TimeStampedModel):
     llm_model = models.CharField(max_length=100, blank=True, default="")
     handoff_keywords = models.JSONField(default=default_handoff_keywords, blank=True)
     confidence_threshold = models.FloatField(
-        default=0.7,
+        default=0.6,
         help_text="Minimum calibrated confidence (0..1) to answer from the knowledge.",
     )
     # Blank: a built-in message in the customer's language (wafaa.ai.answerer).

@@ -30,8 +30,15 @@ class Command(BaseCommand):
         parser.add_argument("questions", help="CSV or JSONL: question, expected, language")
         parser.add_argument("--knowledge", help="a knowledge file to upload and index first")
         parser.add_argument("--json", dest="json_path", help="also write the full results here")
+        parser.add_argument(
+            "--failures",
+            action="store_true",
+            help="list each failed question with why and the entries weighed first",
+        )
 
-    def handle(self, *args, client, questions, knowledge=None, json_path=None, **options):
+    def handle(
+        self, *args, client, questions, knowledge=None, json_path=None, failures=False, **options
+    ):
         target = Client.objects.filter(slug=client).first()
         if target is None:
             raise CommandError(f"No client with slug {client!r}.")
@@ -46,6 +53,8 @@ class Command(BaseCommand):
             result = evaluation.evaluate(client=target, questions=items)
         summary = result.summary()
         self.stdout.write(evaluation.format_table(summary, title=f"{target.slug}: {path.name}"))
+        if failures:
+            self.stdout.write(evaluation.format_failures(result.results))
         if json_path:
             Path(json_path).write_text(json.dumps(result.as_dict(), ensure_ascii=False, indent=1))
 
