@@ -101,7 +101,16 @@ def conversation_resume(*, conversation: Conversation, actor: str) -> Conversati
     conversation.mode = Conversation.Mode.BOT
     conversation.handoff_reason = ""
     conversation.handoff_at = None
-    conversation.save(update_fields=["mode", "handoff_reason", "handoff_at", "updated_at"])
+    conversation.assigned_agent_email = ""  # with the bot, nobody's ("assigned to me" drops it)
+    conversation.save(
+        update_fields=[
+            "mode",
+            "handoff_reason",
+            "handoff_at",
+            "assigned_agent_email",
+            "updated_at",
+        ]
+    )
     services.event_record(conversation=conversation, kind="resume", actor=actor)
     return conversation
 

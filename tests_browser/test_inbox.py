@@ -1,8 +1,7 @@
 """The agents' inbox in a real browser (issue 17), against the page contract of docs/inbox.md:
-an agent works a handed-off conversation from the live list to the hand-back and takes it over
-from the bot again, another client's
-agent cannot reach it, Arabic is laid out right to left, and a phone screen does not scroll
-sideways."""
+an agent sees a handoff arrive live, takes it over, replies, watches the ticks, hands it back
+and takes it over from the bot again; another client's agent cannot reach it; Arabic is laid
+out right to left, and a phone screen does not scroll sideways."""
 
 from __future__ import annotations
 
@@ -105,6 +104,16 @@ def test_an_agent_takes_over_a_live_handoff_replies_and_hands_back(page, harness
     expect(
         page.locator('[data-direction="in"]', has_text="I want to talk to a human please")
     ).to_be_visible()
+
+    # Take over: the waiting conversation is assigned to this agent.
+    page.click("#take-over")
+    wait_until(
+        lambda: harness.conversation(tenant, conversation.pk).assigned_agent_email
+        == tenant.agent_email,
+        10,
+        "the waiting conversation assigned to the agent",
+    )
+    expect(page.locator("#take-over")).to_be_disabled(timeout=LIVE)
 
     # Reply: it goes out through the outbound path to (the fake) Meta.
     reply = "Hello Layla, this is Sara from the shop. How can I help?"

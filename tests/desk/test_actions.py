@@ -94,7 +94,7 @@ def test_take_over_reply_status_ticks_hand_back_close(
     assert as_agent.post(url(tenant_a, conversation, "hand-back")).status_code == 302
     with inside(tenant_a):
         conversation.refresh_from_db()
-    assert conversation.mode == "bot"
+    assert conversation.mode == "bot" and conversation.assigned_agent_email == ""
     assert as_agent.post(url(tenant_a, conversation, "close")).status_code == 302
     with inside(tenant_a):
         conversation.refresh_from_db()
