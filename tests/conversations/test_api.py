@@ -207,6 +207,26 @@ def test_stored_secrets_are_encrypted_at_rest(tenant_a):
     assert account.access_token == "EAAplain-token-123"
 
 
+def test_taking_over_a_waiting_conversation_claims_it_and_resume_leaves_it_nobodys(
+    as_agent, tenant_a, conversation, agent
+):
+    with inside(tenant_a):
+        Conversation.objects.filter(pk=conversation.pk).update(
+            mode="handoff", assigned_agent_email="colleague@a.test"
+        )
+    base = url(tenant_a, f"conversations/{conversation.pk}")
+    assert as_agent.post(f"{base}/handoff").status_code == 200
+    with inside(tenant_a):
+        conversation.refresh_from_db()
+        event = conversation.events.get(kind="assigned")
+    assert conversation.assigned_agent_email == agent.email
+    assert (event.actor, event.detail) == (agent.email, {"previous": "colleague@a.test"})
+    as_agent.post(f"{base}/resume")
+    with inside(tenant_a):
+        conversation.refresh_from_db()
+    assert (conversation.mode, conversation.assigned_agent_email) == ("bot", "")
+
+
 def test_messages_in_handoff_are_stored_silently_and_notified(
     tenant_a, django_capture_on_commit_callbacks
 ):
