@@ -93,6 +93,14 @@ def conversation_assign(*, conversation: Conversation, agent_email: str) -> Conv
     return conversation
 
 
+def conversation_mark_read(*, conversation_id: int) -> bool:
+    """A person has seen the customer's messages (opened the conversation): unread back to 0.
+    One UPDATE, none of the row's other fields touched; True when something was unread."""
+    return bool(
+        Conversation.objects.filter(pk=conversation_id, unread_count__gt=0).update(unread_count=0)
+    )
+
+
 def conversation_resume(*, conversation: Conversation, actor: str) -> Conversation:
     if conversation.mode == Conversation.Mode.CLOSED:
         raise ConversationClosedError(

@@ -142,6 +142,7 @@ def _templates(conversation: Conversation) -> tuple[list[dict], str]:
 @require_GET
 @client_view()
 def conversation_view(request, client, conversation_id):
+    handoff.conversation_mark_read(conversation_id=conversation_id)  # the agent sees them now
     since = selectors.conversation_stamp(conversation_id=conversation_id)
     conversation = conversation_selectors.conversation_get(conversation_id=conversation_id)
     if conversation is None or since is None:
@@ -171,6 +172,9 @@ def conversation_live_fragment(request, client, conversation_id):
         return not_found(request)
     if request.GET.get("since") == stamp:
         return HttpResponse(status=204)
+    # New customer messages are drawn on the agent's open page: seen, so no longer unread.
+    if handoff.conversation_mark_read(conversation_id=conversation_id):
+        stamp = selectors.conversation_stamp(conversation_id=conversation_id)
     conversation = conversation_selectors.conversation_get(conversation_id=conversation_id)
     context = {
         "client": client,

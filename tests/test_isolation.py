@@ -191,6 +191,7 @@ CLIENT_SCOPED_ENDPOINTS = [
     ),
     Row("POST", "conversations/{conversation_id}/handoff", make_conversation),
     Row("POST", "conversations/{conversation_id}/resume", make_conversation),
+    Row("POST", "conversations/{conversation_id}/read", make_conversation),
     Row("POST", "conversations/{conversation_id}/close", make_conversation),
     Row("GET", "contacts", make_conversation),
     Row("GET", "contacts/{contact_id}", make_conversation),

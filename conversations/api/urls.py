@@ -30,6 +30,11 @@ urlpatterns = [
         name="conversation-handoff",
     ),
     path(
+        "conversations/<int:conversation_id>/read",
+        views.ConversationReadApi.as_view(),
+        name="conversation-read",
+    ),
+    path(
         "conversations/<int:conversation_id>/resume",
         views.ConversationResumeApi.as_view(),
         name="conversation-resume",

@@ -128,6 +128,17 @@ class ConversationHandoffApi(ClientScopedAPIView):
         return Response(s.ConversationOutputSerializer(conversation).data)
 
 
+class ConversationReadApi(ClientScopedAPIView):
+    """A person has read the conversation (the inbox does this when it is opened)."""
+
+    @extend_schema(request=None, responses={200: s.ConversationOutputSerializer})
+    def post(self, request, client_id, conversation_id):
+        conversation = _conversation_or_404(conversation_id)
+        handoff.conversation_mark_read(conversation_id=conversation.pk)
+        conversation.refresh_from_db()
+        return Response(s.ConversationOutputSerializer(conversation).data)
+
+
 class ConversationResumeApi(ClientScopedAPIView):
     @extend_schema(request=None, responses={200: s.ConversationOutputSerializer})
     def post(self, request, client_id, conversation_id):

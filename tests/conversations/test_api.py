@@ -227,6 +227,26 @@ def test_taking_over_a_waiting_conversation_claims_it_and_resume_leaves_it_nobod
     assert (conversation.mode, conversation.assigned_agent_email) == ("bot", "")
 
 
+def test_marking_a_conversation_read_and_another_clients_cannot(
+    as_agent, tenant_a, tenant_b, conversation
+):
+    from rest_framework.test import APIClient
+
+    with inside(tenant_a):
+        Conversation.objects.filter(pk=conversation.pk).update(unread_count=3)
+    base = url(tenant_a, f"conversations/{conversation.pk}")
+    user_b = get_user_model().objects.create_user("agent-b@example.com", "agent-b@example.com")
+    Membership.objects.create(user=user_b, client=tenant_b, role="owner")
+    outsider = APIClient()
+    outsider.force_authenticate(user_b)
+    assert outsider.post(f"{base}/read").status_code == 404
+    assert outsider.post(url(tenant_b, f"conversations/{conversation.pk}/read")).status_code == 404
+    with inside(tenant_a):
+        assert Conversation.objects.get(pk=conversation.pk).unread_count == 3
+    response = as_agent.post(f"{base}/read")
+    assert response.status_code == 200 and response.json()["unread_count"] == 0
+
+
 def test_messages_in_handoff_are_stored_silently_and_notified(
     tenant_a, django_capture_on_commit_callbacks
 ):

@@ -115,6 +115,29 @@ def test_the_conversation_poll_brings_new_messages_and_statuses(
     assert re.search(rb'class="ticks" data-status="delivered"', response.content)
 
 
+def test_opening_a_conversation_reads_it_and_its_poll_reads_what_arrives(
+    as_agent, tenant_a, conversation, shop
+):
+    def unread():
+        with inside(tenant_a):
+            return Conversation.objects.get(pk=conversation.pk).unread_count
+
+    assert unread() == 1  # the customer's first message
+    page_url = f"/inbox/{tenant_a.slug}/c/{conversation.pk}/"
+    url = settled_poll(as_agent, page_url)
+    assert unread() == 0
+    listed = as_agent.get(f"/inbox/{tenant_a.slug}/", {"unread": "1"}).content
+    assert f'data-conversation-id="{conversation.pk}"'.encode() not in listed
+
+    with inside(tenant_a):
+        receive(shop, "One more thing")
+    assert unread() == 1
+    response = as_agent.get(url)  # drawn on the agent's open page: seen
+    assert response.status_code == 200 and b"One more thing" in response.content
+    assert unread() == 0
+    assert as_agent.get(poll_url(response.content)).status_code == 204
+
+
 def test_the_conversation_poll_of_another_clients_id_is_404(
     member, tenant_a, tenant_b, conversation
 ):

@@ -79,6 +79,7 @@ BODY_ROUTES = [(m, p) for m, p in ROUTES if m in BODY_METHODS]
 BODYLESS = {
     ("POST", "clients/{client_id}/conversations/{conversation_id}/handoff"),
     ("POST", "clients/{client_id}/conversations/{conversation_id}/resume"),
+    ("POST", "clients/{client_id}/conversations/{conversation_id}/read"),
     ("POST", "clients/{client_id}/conversations/{conversation_id}/close"),
     ("POST", "clients/{client_id}/callback-secret"),
     ("POST", "clients/{client_id}/channels/{channel_id}/check"),
