@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 import pytest
 from django.db import connection
-from django.urls import URLPattern, URLResolver, get_resolver
 
 from conversations import services as conversation_services
 from conversations.models import Conversation
@@ -41,6 +40,7 @@ from tenants.models import Membership
 from tests.conftest import inside
 from tests.conversations.helpers import add_faq_knowledge, inbound
 from tests.factories import ChannelAccountFactory
+from tests.routes import url_routes
 from tests.tenants.factories import (
     MembershipFactory,
     StaffUserFactory,
@@ -332,14 +332,6 @@ def test_the_clients_owner_and_staff_succeed(row, principal, tenant_a, tenant_b)
 # --- the table covers every route ------------------------------------------------------------
 
 
-def _walk(patterns, prefix=""):
-    for pattern in patterns:
-        if isinstance(pattern, URLResolver):
-            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern))
-        elif isinstance(pattern, URLPattern):
-            yield prefix + str(pattern.pattern), pattern.callback
-
-
 def _methods(callback) -> set[str]:
     if getattr(callback, "actions", None):  # a DRF ViewSet routed by a router
         return {method.upper() for method in callback.actions}
@@ -354,7 +346,7 @@ def _methods(callback) -> set[str]:
 def client_scoped_routes() -> dict[tuple[str, str], type]:
     """(method, path in the table's notation) -> view class, for every client-scoped route."""
     routes = {}
-    for route, callback in _walk(get_resolver().url_patterns):
+    for route, callback in url_routes():
         if route != CLIENT_PREFIX and not route.startswith(CLIENT_PREFIX + "/"):
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route[len(CLIENT_PREFIX) :].strip("/"))

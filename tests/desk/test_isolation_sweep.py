@@ -8,27 +8,15 @@ import re
 
 import pytest
 from django.test import Client as HttpClient
-from django.urls import URLPattern, URLResolver, get_resolver
 
 from tests.desk.conftest import sign_in
+from tests.routes import url_routes
 
 PREFIX = "inbox/<slug:slug>/"
 
 
-def _walk(patterns, prefix=""):
-    for pattern in patterns:
-        if isinstance(pattern, URLResolver):
-            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern))
-        elif isinstance(pattern, URLPattern):
-            yield prefix + str(pattern.pattern), pattern.callback
-
-
 def client_routes() -> list[tuple[str, object]]:
-    return [
-        (route, view)
-        for route, view in _walk(get_resolver().url_patterns)
-        if route.startswith(PREFIX)
-    ]
+    return [(route, view) for route, view in url_routes() if route.startswith(PREFIX)]
 
 
 def test_the_inbox_has_client_routes():

@@ -13,11 +13,11 @@ import json
 import re
 
 import pytest
-from django.urls import get_resolver
 
 from tenants.models import Client, Membership
+from tests.routes import url_routes
 from tests.tenants.factories import MembershipFactory, StaffUserFactory, api_as_user
-from tests.test_isolation import CLIENT_SCOPED_ENDPOINTS, _methods, _walk, fingerprint
+from tests.test_isolation import CLIENT_SCOPED_ENDPOINTS, _methods, fingerprint
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,7 @@ DEEP = json.dumps({"name": json.loads("[" * 40 + "]" * 40)}).encode()
 def api_routes() -> list[tuple[str, str]]:
     """(method, route relative to /api/v1/ in {placeholder} notation) for every API route."""
     routes = []
-    for route, callback in _walk(get_resolver().url_patterns):
+    for route, callback in url_routes():
         if not route.startswith(API_PREFIX):
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route[len(API_PREFIX) :])
