@@ -580,7 +580,9 @@ INBOX_MAX_ATTEMPTS = env_int("INBOX_MAX_ATTEMPTS", 5)
 INBOX_RETENTION_HOURS = env_int("INBOX_RETENTION_HOURS", 72)
 INBOX_SWEEP_AFTER_SECONDS = env_int("INBOX_SWEEP_AFTER_SECONDS", 20)
 INBOX_MAX_BATCHES_PER_DRAIN = 20  # then the drain task sends itself again (fairness)
-INBOX_LEASE_SECONDS = 120  # longer than a task may run (CELERY_TASK_TIME_LIMIT)
+# A drain is killed at CELERY_TASK_TIME_LIMIT: its lease outlasts that, and no more. A drain cut
+# off mid-batch (PostgreSQL restarted, worker killed) gives its events back this soon.
+INBOX_LEASE_SECONDS = CELERY_TASK_TIME_LIMIT + 10
 INBOX_RETRY_SECONDS = 10  # the first pause after a failed attempt, doubling after
 MEDIA_MAX_BYTES = env_int("MEDIA_MAX_BYTES", 16 * 1024 * 1024)
 # Customers' media is fetched only from Meta's media hosts (a leading dot: any subdomain).

@@ -188,6 +188,30 @@ def test_the_sweep_drains_events_no_nudge_reached(client, account, tenant_a, set
     assert InboxEvent.objects.get().state == "done"
 
 
+def test_events_of_a_drain_cut_off_mid_batch_come_back_soon_after_its_time_limit(
+    client, account, tenant_a, settings, eager_tasks
+):
+    """A drain that claimed events and died before its batch committed (PostgreSQL restarted,
+    worker killed) holds them only until its lease ends: a task's time limit and a little."""
+    from conversations.tasks import inbox_sweep_task
+
+    settings.INBOX_SWEEP_AFTER_SECONDS = 0
+    post(client, text("wamid.CUT"))
+    claimed = inbound._claim(tenant_a, retried=False)  # ... and the drain dies here
+    assert [event.attempts for event in claimed] == [1]
+
+    lease = (InboxEvent.objects.get().leased_until - timezone.now()).total_seconds()
+    assert settings.CELERY_TASK_TIME_LIMIT < lease <= settings.CELERY_TASK_TIME_LIMIT + 10
+    assert inbox_sweep_task.delay().get()["drained"] == 0  # leased: nobody takes it meanwhile
+    assert inbound_ids(tenant_a) == []
+
+    InboxEvent.objects.update(leased_until=timezone.now() - timedelta(seconds=1))
+    assert inbox_sweep_task.delay().get()["drained"] == 1
+    assert inbound_ids(tenant_a) == ["wamid.CUT"]
+    event = InboxEvent.objects.get()
+    assert (event.state, event.attempts) == ("done", 2)
+
+
 def test_processed_events_are_pruned_after_the_retention(account, tenant_a, settings):
     settings.INBOX_RETENTION_HOURS = 24
     old = timezone.now() - timedelta(hours=25)
