@@ -20,10 +20,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import RESULTS, ROOT, bench_client, setup_django, write_results
 
-SETS = ("restaurant", "garage", "clinic")
-# Written before the answer-quality work of issue 15 and never tuned on: its figures are
-# held-out ones (the weights and lexicons were fitted on the other two).
-HELD_OUT = ("clinic",)
+SETS = ("restaurant", "garage", "clinic", "hotel")
+# Never tuned on: their figures are held-out ones (the weights and lexicons were fitted on the
+# restaurant and garage sets). The clinic set was written before the answer-quality work of
+# issue 15; the hotel set (a Marrakech riad) was written afterwards by someone who had not
+# read the lexicons nor the other sets' questions, and is measured without reading its
+# failures, so that it stays unseen by whoever tunes.
+HELD_OUT = ("clinic", "hotel")
 EVAL_DIR = ROOT / "tests" / "data" / "eval"
 
 
