@@ -10,21 +10,9 @@ cd "$(dirname "$0")/.."
 PROM_DIR=deploy/prometheus
 DASHBOARD=deploy/grafana/wafaa.json
 
-if ! command -v promtool >/dev/null 2>&1; then
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "check_alerts: promtool is missing and apt-get is not available;" \
-            "install Prometheus's promtool and run again" >&2
-        exit 1
-    fi
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then
-        SUDO="sudo"
-    fi
-    echo "check_alerts: installing promtool (Debian package prometheus)"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-        prometheus >/dev/null
-fi
+# shellcheck source=scripts/lib/debian.sh
+. scripts/lib/debian.sh
+command -v promtool >/dev/null 2>&1 || debian_install check_alerts prometheus
 promtool --version | head -n 1
 
 promtool check rules "$PROM_DIR/alerts.yml"
